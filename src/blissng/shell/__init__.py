@@ -1,0 +1,1 @@
+"""blissng.shell"""

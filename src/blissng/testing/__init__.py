@@ -1,0 +1,1 @@
+"""pytest fixtures for blissng users and its own tests; see blissng.testing.plugin."""
