@@ -74,7 +74,8 @@ def url_with_db(url: str, db: int) -> str:
     if parsed.scheme == "unix":
         query = parse_qs(parsed.query)
         query["db"] = [str(db)]
-        return urlunparse(parsed._replace(query=urlencode(query, doseq=True)))
+        # urlunparse would drop the empty authority ("unix:/path"), which redis-py refuses.
+        return f"unix://{parsed.path}?{urlencode(query, doseq=True)}"
     return urlunparse(parsed._replace(path=f"/{db}"))
 
 
