@@ -1,0 +1,321 @@
+"""Device ownership: in-process locks and, across processes, Redis leases.
+
+Moving a motor or acquiring with a detector holds its lock for the duration. Locks are
+reentrant for one holder (a session's console, see :mod:`blissng.locks.holder`), so a scan
+that locks its devices once at start moves them point after point without touching Redis.
+
+Across processes a lock is a Redis key ``lock:<device>`` set with ``NX`` and a lease (``PX``)
+that a task renews while the lock is held. A holder that dies stops renewing and its lease
+expires within ``lease_time``: there are no stale locks. A holder that cannot renew (Redis
+gone) cancels the block that holds the lock before its lease runs out, so a move it started
+is stopped rather than continued without ownership; the block then raises :class:`LockLost`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable
+
+import anyio
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from blissng.redisdb import async_client
+
+from .holder import Holder, current_holder
+
+log = logging.getLogger("blissng.locks")
+
+POLL_INTERVAL = 0.05  # how often a waiter looks at a lease held by another process
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class DeviceLocked(RuntimeError):
+    """The device is held by someone else; the message names the holder."""
+
+    def __init__(self, device: str, holder: Holder | None, waited: float) -> None:
+        self.device = device
+        self.holder = holder
+        who = holder.describe() if holder else "another holder"
+        wait = f" after waiting {waited:.1f} s" if waited else ""
+        super().__init__(
+            f"{device} is locked by {who}{wait}; wait for it to finish, pass a timeout to "
+            f"wait, or use force_unlock({device!r}, reason) if that holder is gone"
+        )
+
+
+class LockLost(RuntimeError):
+    """The lease could not be renewed (or was forced open): the holding block was aborted."""
+
+
+@dataclasses.dataclass
+class LockInfo:
+    device: str
+    holder: Holder
+    since: float
+    where: str  # "local" (this process) or "redis" (another process)
+    expires_in: float | None = None
+
+    def __str__(self) -> str:
+        age = time.time() - self.since
+        lease = f", lease {self.expires_in:.1f} s" if self.expires_in is not None else ""
+        return f"{self.device:<16} {self.holder.describe()} for {age:.1f} s ({self.where}{lease})"
+
+
+@dataclasses.dataclass
+class _Held:
+    holder: Holder
+    since: float
+    count: int = 1
+    token: str = ""
+    value: str = ""  # what the Redis key holds: compared on renew and release
+    released: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    scopes: list[anyio.CancelScope] = dataclasses.field(default_factory=list)
+    lost_reason: str = ""
+
+
+class LockManager:
+    """The locks of one process; with ``redis_url``, also leases shared with other processes."""
+
+    def __init__(self, redis_url: str | None = None, *, lease_time: float = 3.0) -> None:
+        self.redis_url = redis_url
+        self.lease_time = lease_time
+        self._held: dict[str, _Held] = {}
+        self._client: aredis.Redis | None = None
+        self._client_loop: object = None
+
+    def configure(self, redis_url: str | None, *, lease_time: float | None = None) -> None:
+        """Share locks with other processes through ``redis_url`` (``None``: this process only)."""
+        if self._held:
+            raise RuntimeError("cannot change the lock store while locks are held")
+        self.redis_url = redis_url
+        if lease_time is not None:
+            self.lease_time = lease_time
+        self._client = None
+
+    def _redis(self) -> aredis.Redis | None:
+        if self.redis_url is None:
+            return None
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            timeout = max(0.2, self.lease_time / 4)
+            self._client = async_client(
+                self.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            self._client_loop = loop
+        return self._client
+
+    # ------------------------------------------------------------------ holding
+
+    @contextlib.asynccontextmanager
+    async def lock(self, *devices: str, timeout: float = 0.0) -> AsyncIterator[None]:
+        """Hold ``devices`` for the block.
+
+        ``timeout=0`` fails at once with :class:`DeviceLocked` naming the holder; a positive
+        timeout waits that long. Devices already held by the same holder are re-entered.
+        """
+        holder = current_holder()
+        wanted = sorted(set(devices))  # one order everywhere: no deadlock between holders
+        reentered = [d for d in wanted if self._is_mine(d, holder)]
+        new = [d for d in wanted if d not in reentered]
+        for device in reentered:
+            self._held[device].count += 1
+        try:
+            if not new:
+                yield
+                return
+            await self._acquire(new, holder, timeout)
+            mine = [self._held[device] for device in new]
+            try:
+                async with anyio.create_task_group() as tg:
+                    for held in mine:
+                        held.scopes.append(tg.cancel_scope)
+                    if self._redis() is not None:
+                        tg.start_soon(self._renew, new)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._release(new)
+            reasons = sorted({held.lost_reason for held in mine if held.lost_reason})
+            if reasons:
+                raise LockLost(f"lost the lock of {', '.join(new)}: {'; '.join(reasons)}")
+        finally:
+            for device in reentered:
+                if device in self._held:
+                    self._held[device].count -= 1
+
+    def _is_mine(self, device: str, holder: Holder) -> bool:
+        held = self._held.get(device)
+        return held is not None and held.holder.key == holder.key
+
+    async def _acquire(self, devices: list[str], holder: Holder, timeout: float) -> None:
+        start = time.monotonic()
+        deadline = start + timeout
+        taken: list[str] = []
+        try:
+            for device in devices:
+                # In this process: wait for the local holder's release event.
+                while device in self._held:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DeviceLocked(device, self._held[device].holder, timeout)
+                    with anyio.move_on_after(remaining):
+                        await self._held[device].released.wait()
+                held = _Held(holder, time.time(), token=secrets.token_hex(8))
+                self._held[device] = held
+                taken.append(device)
+                # Across processes: a lease in Redis.
+                client = self._redis()
+                if client is not None:
+                    await self._acquire_lease(client, device, held, deadline, timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(taken)
+            raise
+
+    async def _acquire_lease(
+        self, client: aredis.Redis, device: str, held: _Held, deadline: float, timeout: float
+    ) -> None:
+        value = json.dumps({"token": held.token, "since": held.since, **held.holder.to_dict()})
+        held.value = value
+        lease_ms = int(self.lease_time * 1000)
+        while True:
+            if await client.set(f"lock:{device}", value, nx=True, px=lease_ms):
+                return
+            if time.monotonic() >= deadline:
+                raw = await client.get(f"lock:{device}")
+                other = Holder.from_dict(json.loads(raw)) if raw else None
+                raise DeviceLocked(device, other, timeout)
+            await anyio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+    async def _renew(self, devices: list[str]) -> None:
+        """Renew the leases every quarter lease; abort the holder before they can expire."""
+        client = self._redis()
+        assert client is not None
+        interval = self.lease_time / 4
+        last_ok = time.monotonic()
+        lease_ms = int(self.lease_time * 1000)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                for device in devices:
+                    held = self._held[device]
+                    if not await client.eval(_RENEW, 1, f"lock:{device}", held.value, lease_ms):
+                        self._lose(device, "its Redis lease was taken or forced open")
+                        return
+                last_ok = time.monotonic()
+            except (RedisError, OSError) as exc:
+                # Give up while a full renewal interval of the lease is still left.
+                if time.monotonic() - last_ok > self.lease_time - 2 * interval:
+                    for device in devices:
+                        self._lose(device, f"cannot renew its Redis lease ({exc})")
+                    return
+
+    def _lose(self, device: str, reason: str) -> None:
+        held = self._held.get(device)
+        if held is None:
+            return
+        held.lost_reason = reason
+        log.error("lock of %s lost by %s: %s", device, held.holder.describe(), reason)
+        for scope in held.scopes:
+            scope.cancel()
+
+    async def _release(self, devices: Iterable[str]) -> None:
+        client = self._redis()
+        for device in devices:
+            held = self._held.pop(device, None)
+            if held is None:
+                continue
+            held.released.set()
+            if client is not None and not held.lost_reason:
+                with contextlib.suppress(RedisError, OSError), anyio.move_on_after(1.0):
+                    await client.eval(_RELEASE, 1, f"lock:{device}", held.value)
+
+    # ------------------------------------------------------------------ inspection
+
+    async def list_locks(self) -> list[LockInfo]:
+        """Locks held in this process, then leases held by other processes."""
+        infos = [
+            LockInfo(device, held.holder, held.since, "local")
+            for device, held in sorted(self._held.items())
+        ]
+        client = self._redis()
+        if client is not None:
+            mine = {held.token for held in self._held.values()}
+            async for key in client.scan_iter(match="lock:*", count=500):
+                raw, ttl = await client.get(key), await client.pttl(key)
+                if raw is None:
+                    continue
+                data = json.loads(raw)
+                if data.get("token") in mine:
+                    continue
+                device = key.decode().removeprefix("lock:")
+                infos.append(
+                    LockInfo(
+                        device,
+                        Holder.from_dict(data),
+                        float(data.get("since", 0.0)),
+                        "redis",
+                        ttl / 1000 if ttl and ttl > 0 else None,
+                    )
+                )
+        return infos
+
+    async def force_unlock(self, device: str, reason: str) -> bool:
+        """Open a lock whatever holds it; the holder's block is aborted. Logged."""
+        if not reason:
+            raise ValueError("force_unlock needs a reason; it is logged")
+        found = False
+        if device in self._held:
+            found = True
+            self._lose(device, f"forced open: {reason}")
+            held = self._held.pop(device)
+            held.released.set()
+        client = self._redis()
+        if client is not None:
+            found = bool(await client.delete(f"lock:{device}")) or found
+        log.warning(
+            "force_unlock(%s): %s (%s)", device, reason, "was held" if found else "was free"
+        )
+        return found
+
+
+# The process-wide manager the devices use; the server configures its Redis URL.
+locks = LockManager()
+
+
+def device_lock(
+    *devices: str, timeout: float = 0.0
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """``async with device_lock("m1"):`` through the process-wide manager."""
+    return locks.lock(*devices, timeout=timeout)
+
+
+async def lslock() -> list[LockInfo]:
+    return await locks.list_locks()
+
+
+async def force_unlock(device: str, reason: str) -> bool:
+    return await locks.force_unlock(device, reason)
