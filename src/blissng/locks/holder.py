@@ -15,6 +15,10 @@ import socket
 from collections.abc import Iterator
 
 
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Holder:
     """An owner of device locks. Locks are reentrant for the same ``key``."""
