@@ -1,0 +1,102 @@
+"""What a scan needs from whoever runs it, passed in explicitly: the ``ScanContext``.
+
+The scans layer never imports the session layer (it sits below it). A session builds one
+``ScanContext`` and makes it current (:func:`use_context`, a context variable) for the commands
+it runs; a test or a script can build one directly. Context variables follow tasks and
+``anyio.to_thread`` / ``anyio.from_thread`` calls, so a command typed at a console, run in a
+worker thread, finds its session's context on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from blissng.redisdb import RedisUrls
+
+if TYPE_CHECKING:
+    from .measurement_group import MeasurementGroup
+    from .scan import Scan
+    from .scan_saving import ScanSaving
+
+
+class Output(Protocol):
+    """Where commands print (a console's terminal, a web console, a test's buffer)."""
+
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+class _LocalNumbering:
+    """Scan numbers for a context without Redis (a script, a test): counts in memory."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    async def __call__(self) -> int:
+        self.last += 1
+        return self.last
+
+
+@dataclasses.dataclass
+class ScanContext:
+    """Everything a scan command takes from its session.
+
+    ``redis``: where scan data is published (``None``: not published, kept in memory only).
+    ``next_scan_number``: an async callable giving the next number (a session's is atomic in
+    Redis). ``motors``: every motor whose position is snapshotted at scan start.
+    ``active_mg``: the measurement group used when a scan is given no counters.
+    ``on_scan``: called with each new ``Scan`` (the session keeps the last one).
+    """
+
+    session: str = "default"
+    redis: RedisUrls | None = None
+    scan_saving: ScanSaving | None = None
+    output: Output | None = dataclasses.field(default_factory=lambda: sys.stdout)
+    next_scan_number: Callable[[], Awaitable[int]] = dataclasses.field(
+        default_factory=_LocalNumbering
+    )
+    motors: Callable[[], Sequence[Any]] = lambda: ()
+    active_mg: Callable[[], MeasurementGroup | None] = lambda: None
+    on_scan: Callable[[Scan], None] = lambda scan: None
+    snapshot_timeout: float = 2.0
+    data_ttl: float | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def print(self, *parts: object, end: str = "\n") -> None:
+        """Print to this context's output (nothing when it has none)."""
+        if self.output is None:
+            return
+        self.output.write(" ".join(str(p) for p in parts) + end)
+        self.output.flush()
+
+
+_current: contextvars.ContextVar[ScanContext | None] = contextvars.ContextVar(
+    "blissng_scan_context", default=None
+)
+_default = ScanContext()
+
+
+def current_context() -> ScanContext:
+    """The context of the running command, or a default one (stdout, no Redis)."""
+    return _current.get() or _default
+
+
+@contextlib.contextmanager
+def use_context(context: ScanContext) -> Iterator[ScanContext]:
+    """Make ``context`` current for the code in the block (and the tasks it starts)."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
+
+
+def set_context(context: ScanContext | None) -> contextvars.Token[ScanContext | None]:
+    """Make ``context`` current from here on in this task (for a console's task)."""
+    return _current.set(context)
