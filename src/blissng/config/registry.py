@@ -1,0 +1,14 @@
+"""Short class names usable as ``class:`` in the configuration.
+
+A plain mapping of strings (short name -> ``"package.module:Class"``) so that the config layer
+imports no layer above it: the class is imported only when an object of it is built. Layers
+above add their classes here with a one-line entry, e.g.::
+
+    "SimMotorController": "blissng.sim.motors:SimMotorController",
+
+Any class can also be named by its import path directly in the YAML.
+"""
+
+from __future__ import annotations
+
+CLASSES: dict[str, str] = {}
