@@ -1,0 +1,285 @@
+"""Masters: what drives the points of a scan.
+
+- :class:`MotorStepMaster`: moves one or several axes together to the next position of their
+  arrays at each point, then triggers its children (the step scans).
+- :class:`SoftwareTimerMaster`: triggers its children, lets ``count_time`` elapse, reads them
+  (``ct``, ``loopscan``, ``timescan``, and under a motor master in step scans).
+- :class:`HardwareTriggerMaster`: programs a :class:`TriggerSource` (the trigger box) for
+  ``npoints`` pulses; its hardware-triggered children count them and are read by their own
+  reading loops.
+
+Every master makes one point per ``trigger`` call; the top master is triggered by the chain
+``iterations`` times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import anyio
+import numpy as np
+
+from blissng.devices.protocols import Movable, TriggerSource
+
+from .channels import ChannelSpec
+from .errors import AcquisitionError
+from .node import AcquisitionMaster, fan_out
+
+
+class MotorStepMaster(AcquisitionMaster):
+    """Step motion: at point ``i`` every axis moves to its ``positions[i]``, all together.
+
+    ``motions`` is ``[(axis, positions), ...]`` with positions of equal length (``npoints``).
+    Each axis gets a channel ``"axis:<name>"`` with the position reached (``axis.position``
+    after the move). ``stab_time`` is slept after each move (mechanical settling).
+    """
+
+    def __init__(
+        self,
+        motions: Sequence[tuple[Movable, Sequence[float] | np.ndarray]],
+        *,
+        stab_time: float = 0.0,
+        name: str | None = None,
+    ) -> None:
+        if not motions:
+            raise ValueError("MotorStepMaster needs at least one (axis, positions) pair")
+        axes = [axis for axis, _ in motions]
+        positions = [np.asarray(p, dtype=float).ravel().tolist() for _, p in motions]
+        lengths = {len(p) for p in positions}
+        if len(lengths) != 1:
+            detail = ", ".join(f"{a.name}: {len(p)}" for a, p in zip(axes, positions, strict=True))
+            raise ValueError(f"MotorStepMaster: position arrays differ in length ({detail})")
+        super().__init__(name or "+".join(a.name for a in axes), npoints=lengths.pop())
+        self.axes = axes
+        self.positions = positions
+        self.stab_time = stab_time
+        self._points = list(zip(*positions, strict=True))  # per point, a tuple of targets
+        self._channels = [
+            self.add_channel(
+                ChannelSpec(
+                    name=f"axis:{axis.name}",
+                    dtype="float64",
+                    unit=getattr(axis, "unit", None),
+                    device=axis.name,
+                )
+            )
+            for axis in axes
+        ]
+        self._index = 0
+        self._pending: list[float] | None = None
+
+    def reset(self) -> None:
+        self._index = 0
+        self._pending = None
+
+    async def _move(self, targets: Sequence[float]) -> None:
+        axes = self.axes
+        if len(axes) == 1:
+            axis = axes[0]
+            try:
+                await axis.move(targets[0])
+            except Exception as exc:
+                raise AcquisitionError(axis.name, "move", exc) from exc
+            return
+        for axis, target in zip(axes, targets, strict=True):
+            try:
+                await axis.move(target, wait=False)
+            except Exception as exc:
+                raise AcquisitionError(axis.name, "move", exc) from exc
+
+        async def wait(axis: Movable) -> None:
+            try:
+                await axis.wait_move()
+            except Exception as exc:
+                raise AcquisitionError(axis.name, "move", exc) from exc
+
+        await fan_out([lambda a=axis: wait(a) for axis in axes])  # type: ignore[misc]
+
+    async def trigger(self) -> None:
+        await self._move(self._points[self._index])
+        if self.stab_time > 0:
+            await anyio.sleep(self.stab_time)
+        self._pending = [axis.position for axis in self.axes]
+        await self.trigger_slaves()
+        await self.read_slaves()
+
+    async def commit(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        for channel, value in zip(self._channels, pending, strict=True):
+            await channel.emit(value)
+        self._index += 1
+
+    def discard(self) -> None:
+        self._pending = None  # the same index is moved to again
+
+    def pending_values(self) -> dict[str, np.ndarray]:
+        if self._pending is None:
+            return {}
+        return {c.name: np.asarray(v) for c, v in zip(self._channels, self._pending, strict=True)}
+
+    async def stop(self) -> None:
+        errors: list[AcquisitionError] = []
+
+        async def stop_axis(axis: Movable) -> None:
+            try:
+                await axis.stop()
+            except Exception as exc:
+                errors.append(AcquisitionError(axis.name, "stop", exc))
+
+        await fan_out([lambda a=axis: stop_axis(a) for axis in self.axes])  # type: ignore[misc]
+        if errors:
+            raise errors[0]
+
+
+class SoftwareTimerMaster(AcquisitionMaster):
+    """Counts ``count_time`` per point: triggers children, waits what remains, reads them.
+
+    ``npoints`` 0 runs until stopped (``timescan``). ``sleep_time`` is slept between points.
+    Emits ``timer:elapsed_time`` (since the scan started) and ``timer:epoch`` per point.
+    """
+
+    def __init__(
+        self,
+        count_time: float,
+        npoints: int = 1,
+        *,
+        sleep_time: float = 0.0,
+        name: str = "timer",
+    ) -> None:
+        if count_time < 0:
+            raise ValueError(f"{name}: count_time must be >= 0, got {count_time}")
+        super().__init__(name, npoints=npoints)
+        self.count_time = float(count_time)
+        self.sleep_time = float(sleep_time)
+        self._elapsed = self.add_channel(
+            ChannelSpec(f"{name}:elapsed_time", "float64", unit="s", device=name)
+        )
+        self._epoch = self.add_channel(
+            ChannelSpec(f"{name}:epoch", "float64", unit="s", device=name)
+        )
+        self._t0 = 0.0
+        self._pending: tuple[float, float] | None = None
+        self._counted = 0
+
+    def reset(self) -> None:
+        self._t0 = time.perf_counter()
+        self._pending = None
+        self._counted = 0
+
+    async def start(self) -> None:
+        if self._counted == 0:
+            self._t0 = time.perf_counter()
+
+    async def trigger(self) -> None:
+        if self.sleep_time > 0 and self._counted > 0:
+            await anyio.sleep(self.sleep_time)
+        t0 = time.perf_counter()
+        epoch = time.time()
+        await self.trigger_slaves()
+        if self.count_time > 0:
+            remaining = self.count_time - (time.perf_counter() - t0)
+            if remaining > 0:
+                await anyio.sleep(remaining)
+        await self.read_slaves()
+        self._pending = (t0 - self._t0, epoch)
+
+    async def commit(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        await self._elapsed.emit(pending[0])
+        await self._epoch.emit(pending[1])
+        self._counted += 1
+
+    def discard(self) -> None:
+        self._pending = None
+
+    def pending_values(self) -> dict[str, np.ndarray]:
+        if self._pending is None:
+            return {}
+        return {
+            self._elapsed.name: np.asarray(self._pending[0]),
+            self._epoch.name: np.asarray(self._pending[1]),
+        }
+
+
+class HardwareTriggerMaster(AcquisitionMaster):
+    """A trigger source making ``npoints`` pulses of ``width`` every ``period`` seconds.
+
+    Its children are hardware-triggered (``AcquirableSlave(dev, trigger_type=HARDWARE)``):
+    they are armed before the pulses start (deepest first) and their reading loops collect
+    the points. ``wait_ready`` returns once the source is done and every child has read all
+    its points, or fails naming the child that is short after ``readout_timeout``.
+    The children's count time defaults to ``count_time`` (default: the pulse width).
+    """
+
+    def __init__(
+        self,
+        source: TriggerSource,
+        npoints: int,
+        period: float,
+        *,
+        width: float | None = None,
+        count_time: float | None = None,
+        readout_timeout: float = 5.0,
+        name: str | None = None,
+    ) -> None:
+        if npoints < 1:
+            raise ValueError(f"{source.name}: a hardware trigger master needs npoints >= 1")
+        if period <= 0:
+            raise ValueError(f"{source.name}: period must be > 0, got {period}")
+        super().__init__(name or source.name, device=source, npoints=npoints)
+        self.source = source
+        self.period = float(period)
+        self.width = float(width) if width is not None else self.period / 2
+        self.count_time = float(count_time) if count_time is not None else self.width
+        self.readout_timeout = readout_timeout
+
+    @property
+    def iterations(self) -> int:
+        return 1  # one trigger makes all the pulses
+
+    async def prepare(self) -> None:
+        try:
+            await self.source.prepare_pulses(self.npoints, self.period, self.width)
+        except Exception as exc:
+            raise self.error("prepare", exc) from exc
+
+    async def trigger(self) -> None:
+        await self.trigger_slaves()  # software children, if any, count once
+        try:
+            await self.source.start_pulses()
+        except Exception as exc:
+            raise self.error("trigger", exc) from exc
+        await self.read_slaves()
+
+    async def wait_ready(self) -> None:
+        try:
+            await self.source.wait_done()
+        except Exception as exc:
+            raise self.error("wait_ready", exc) from exc
+        for child in self.children:
+            done = getattr(child, "done", None)
+            if not child.has_reading or done is None:
+                continue
+            with anyio.move_on_after(self.readout_timeout):
+                await done.wait()
+            if not done.is_set():
+                got = getattr(child, "points_read", "?")
+                raise AcquisitionError(
+                    child.name,
+                    "reading",
+                    f"got {got} of {child.npoints} points {self.readout_timeout} s after "
+                    f"{self.name} finished its pulses",
+                )
+
+    async def stop(self) -> None:
+        try:
+            await self.source.stop()
+        except Exception as exc:
+            raise self.error("stop", exc) from exc

@@ -1,0 +1,216 @@
+"""Acquisition nodes: the masters and slaves of a chain, as in BLISS.
+
+A node wraps one device (or none, for a software timer) and exposes the lifecycle the chain
+drives: ``prepare``, ``start``, ``trigger``, ``read`` (software: collect the point just
+triggered), ``reading`` (hardware: a loop started once per scan that emits data as it comes),
+``wait_ready`` and ``stop``.
+
+Data of a software-triggered point is not emitted at once: ``read`` keeps it *pending* and the
+chain commits it (``commit``) once the point is known to be good. A pause condition that fires
+during a point makes the chain discard the pending data and repeat the point, so no index ever
+appears twice in a channel. Hardware-triggered nodes emit from their reading loop directly.
+
+Performance: the per-point path (``trigger``, ``read``, ``wait_ready``, ``commit``) is made of
+straight awaits. A master with one child awaits it directly; with several children it fans out
+concurrently (see :func:`fan_out`). Only hardware reading loops are tasks, started once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from blissng.devices.protocols import TriggerMode
+
+from .channels import Channel, ChannelSpec
+from .errors import AcquisitionError
+
+#: BLISS calls it the trigger type; it is the devices' trigger mode.
+TriggerType = TriggerMode
+
+
+async def fan_out(calls: Sequence[Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+    """Await ``calls`` concurrently; the first failure cancels the others and propagates.
+
+    One call is awaited directly (no task): the common case of a step scan costs nothing.
+    """
+    if len(calls) == 1:
+        await calls[0]()
+        return
+    if not calls:
+        return
+    try:
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(call)
+    except BaseExceptionGroup as group:
+        raise first_acquisition_error(group) from None
+
+
+def first_acquisition_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to show for a failed group: its first AcquisitionError, else its first error."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, AcquisitionError):
+            return exc
+    for exc in leaves:
+        if isinstance(exc, Exception):
+            return exc
+    return leaves[0] if leaves else group
+
+
+class AcquisitionNode:
+    """One node of the chain. Subclasses override the lifecycle methods they need.
+
+    ``npoints`` is the number of points the node makes in the scan (0 = until stopped);
+    ``prepare_once``/``start_once`` False make the chain call ``prepare``/``start`` again before
+    every iteration of the top master. Errors raised by a device should be wrapped with
+    :meth:`error` so that the user sees the device and the phase.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        device: object | None = None,
+        npoints: int = 1,
+        trigger_type: TriggerMode = TriggerMode.SOFTWARE,
+        prepare_once: bool = True,
+        start_once: bool = True,
+    ) -> None:
+        if npoints < 0:
+            raise ValueError(f"{name}: npoints must be >= 0 (0 = until stopped), got {npoints}")
+        self.name = name
+        self.device = device
+        self.npoints = npoints
+        self.trigger_type = trigger_type
+        self.prepare_once = prepare_once
+        self.start_once = start_once
+        self.parent: AcquisitionMaster | None = None
+        self.channels: list[Channel] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} npoints={self.npoints}>"
+
+    # -- helpers ------------------------------------------------------------------------------
+    def add_channel(self, spec: ChannelSpec) -> Channel:
+        """Create, keep and return the channel this node emits ``spec`` into."""
+        channel = Channel(spec)
+        self.channels.append(channel)
+        return channel
+
+    def error(self, phase: str, cause: BaseException | str) -> AcquisitionError:
+        """An :class:`AcquisitionError` naming this node and ``phase``."""
+        return AcquisitionError(self.name, phase, cause)
+
+    @property
+    def is_hardware(self) -> bool:
+        return self.trigger_type is TriggerMode.HARDWARE
+
+    def resolve(self) -> None:
+        """Take parameters not given explicitly from the masters (called when the chain runs)."""
+
+    def reset(self) -> None:
+        """Forget the state of a previous run (called once per run, in the event loop)."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Configure the device for the scan (once, or per iteration if not prepare_once)."""
+
+    async def start(self) -> None:
+        """Arm the device (deepest nodes first, so slaves are armed before masters fire)."""
+
+    async def trigger(self) -> None:
+        """Software trigger: make one point (a master also triggers its children)."""
+
+    async def read(self) -> None:
+        """Software: collect the point just triggered and keep it pending (see ``commit``)."""
+
+    async def reading(self) -> None:
+        """Hardware: run for the whole scan, emitting data as the device produces it.
+
+        Started once per scan in the chain's task group if :attr:`has_reading`. Must
+        checkpoint at least every few milliseconds of work.
+        """
+
+    has_reading: bool = False
+
+    async def wait_ready(self) -> None:
+        """Return when the node can take the next trigger."""
+
+    async def stop(self) -> None:
+        """Stop the device. Always called, in a shielded scope with a deadline."""
+
+    # -- pending data of the current point (software points) ----------------------------------
+    async def commit(self) -> None:
+        """Emit the pending point into the channels (the point was good)."""
+
+    def discard(self) -> None:
+        """Forget the pending point (it will be repeated)."""
+
+    def pending_values(self) -> dict[str, np.ndarray]:
+        """The pending point by channel name (for point callbacks); empty if none."""
+        return {}
+
+
+class AcquisitionSlave(AcquisitionNode):
+    """A node without children: it produces data when triggered (or by hardware pulses)."""
+
+
+class AcquisitionMaster(AcquisitionNode):
+    """A node that drives children: each of its points triggers its software children.
+
+    ``iterations`` is how many times the chain calls ``trigger`` on this master when it is the
+    top of the chain: its ``npoints`` for step masters, 1 for a hardware master whose single
+    trigger produces all the points.
+    """
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.children: list[AcquisitionNode] = []
+        self._sw_children: list[AcquisitionNode] = []
+        self._sw_slaves: list[AcquisitionNode] = []
+        self._trigger_calls: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._read_calls: list[Callable[[], Coroutine[Any, Any, None]]] = []
+
+    @property
+    def iterations(self) -> int:
+        return self.npoints
+
+    def add_child(self, child: AcquisitionNode) -> None:
+        if child.parent is not None:
+            raise ValueError(f"{child.name} already has a master ({child.parent.name})")
+        child.parent = self
+        self.children.append(child)
+        self._sw_children = [c for c in self.children if not c.is_hardware]
+        self._sw_slaves = [c for c in self._sw_children if not isinstance(c, AcquisitionMaster)]
+        self._trigger_calls = [c.trigger for c in self._sw_children]
+        self._read_calls = [c.read for c in self._sw_slaves]
+
+    async def trigger_slaves(self) -> None:
+        """Trigger every software-triggered child (concurrently if there are several)."""
+        calls = self._trigger_calls
+        if len(calls) == 1:
+            await calls[0]()
+        elif calls:
+            await fan_out(calls)
+
+    async def read_slaves(self) -> None:
+        """Collect the point of every software-triggered slave child (masters read their own)."""
+        calls = self._read_calls
+        if len(calls) == 1:
+            await calls[0]()
+        elif calls:
+            await fan_out(calls)
