@@ -1,0 +1,550 @@
+"""Counters and counter controllers: what a scan reads at each point.
+
+A :class:`Counter` is one measured quantity (one channel in a scan): name, unit, dtype and
+shape, and the controller that reads it. A :class:`CounterController` reads all its counters
+together, in one call, and implements :class:`blissng.devices.protocols.Acquirable`:
+
+- :class:`SamplingCounterController`: ``trigger`` samples every counter repeatedly during the
+  count time (one ``read_all`` call per sample) and reduces the samples per counter with its
+  :class:`SamplingMode`. Subclasses implement ``read_all``.
+- :class:`IntegratingCounterController` (scalers): the hardware integrates over the count time;
+  one value per count. Subclasses implement ``start_count`` / ``read_counts`` and, for
+  hardware (gated) triggering, ``arm_hardware`` / ``read_hardware``.
+- :class:`CalcCounterController`: counters derived from other counters' values.
+
+Points wait in the controller until ``read`` hands them over as ``{counter name: (n, *shape)
+array}``. Controllers tell their read listeners (calculation counters) what they handed over.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+import anyio
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .controller import check_unique_names
+from .errors import AcquisitionError, DeviceError, UnknownDeviceError
+from .protocols import AcquisitionParameters, TriggerMode
+
+ReadListener = Callable[["CounterController", Mapping[str, np.ndarray]], None]
+
+
+class Counter:
+    """One measured quantity of a controller. Satisfies ``protocols.CounterLike``."""
+
+    def __init__(
+        self,
+        name: str,
+        controller: CounterController,
+        *,
+        unit: str | None = None,
+        dtype: str = "float64",
+        shape: tuple[int, ...] = (),
+    ) -> None:
+        self.name = name
+        self.controller = controller
+        self.unit = unit
+        self.dtype = dtype
+        self.shape = tuple(shape)
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.controller.name}:{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.fullname}>"
+
+    def __info__(self) -> str:
+        return (
+            f"counter {self.name} of {self.controller.name}: dtype {self.dtype}, "
+            f"shape {self.shape}, unit {self.unit or '-'}"
+        )
+
+
+class CounterController:
+    """Base of everything that reads counters; implements ``protocols.Acquirable``.
+
+    Subclasses fill ``self._pending`` (one row per point: one value per counter, in the
+    order of ``self.counters``) and usually override ``trigger``/``start``/``stop``.
+    """
+
+    supported_trigger_modes: ClassVar[frozenset[TriggerMode]] = frozenset({TriggerMode.SOFTWARE})
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._counters: dict[str, Counter] = {}
+        self._pending: list[list[Any]] = []
+        self._listeners: list[ReadListener] = []
+        self.params = AcquisitionParameters(count_time=0.0, npoints=1)
+        self._all_float_scalars = True
+        self._names: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} counters={list(self._counters)}>"
+
+    # ------------------------------------------------------------------ counters
+
+    def add_counter(self, counter: Counter) -> Counter:
+        if counter.name in self._counters:
+            raise DeviceError(self.name, f"counter {counter.name!r} is declared twice")
+        self._counters[counter.name] = counter
+        self._all_float_scalars = all(
+            c.shape == () and c.dtype == "float64" for c in self._counters.values()
+        )
+        self._names = tuple(self._counters)
+        return counter
+
+    @property
+    def counters(self) -> Sequence[Counter]:
+        return tuple(self._counters.values())
+
+    def child(self, name: str) -> Counter:
+        try:
+            return self._counters[name]
+        except KeyError:
+            known = ", ".join(self._counters) or "none"
+            raise UnknownDeviceError(
+                self.name, f"has no counter {name!r} (its counters: {known})"
+            ) from None
+
+    def add_read_listener(self, listener: ReadListener) -> Callable[[], None]:
+        """``listener(controller, data)`` after every non-empty ``read``; returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def connect(self) -> None:
+        """Open the connection to the hardware (idempotent); nothing to do by default."""
+
+    # ------------------------------------------------------------------ Acquirable
+
+    async def prepare(self, params: AcquisitionParameters) -> None:
+        if params.trigger_mode not in self.supported_trigger_modes:
+            modes = ", ".join(sorted(m.value for m in self.supported_trigger_modes))
+            raise AcquisitionError(
+                self.name,
+                f"does not support {params.trigger_mode.value} triggering (supported: {modes})",
+            )
+        if params.count_time < 0 or not math.isfinite(params.count_time):
+            raise AcquisitionError(self.name, f"invalid count time {params.count_time!r}")
+        await self.connect()
+        self.params = params
+        self._pending.clear()
+
+    async def start(self) -> None:
+        """Arm (nothing to do in software mode by default)."""
+
+    async def trigger(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.trigger")
+
+    async def read(self) -> dict[str, np.ndarray]:
+        pending = self._pending
+        if not pending:
+            return self._empty()
+        self._pending = []
+        counters = self.counters
+        if self._all_float_scalars:
+            if len(pending) == 1:  # the step-scan hot path: views of one row
+                row = np.array(pending[0], dtype=np.float64)
+                data = {name: row[i : i + 1] for i, name in enumerate(self._names)}
+            else:
+                table = np.array(pending, dtype=np.float64)
+                data = {name: table[:, i] for i, name in enumerate(self._names)}
+        else:
+            data = {
+                c.name: np.array([row[i] for row in pending], dtype=c.dtype)
+                for i, c in enumerate(counters)
+            }
+        for listener in tuple(self._listeners):
+            listener(self, data)
+        return data
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        return {c.name: np.empty((0, *c.shape), dtype=c.dtype) for c in self.counters}
+
+    async def wait_ready(self) -> None:
+        """Ready at once by default (``trigger`` returns when the point is measured)."""
+
+    async def stop(self) -> None:
+        """Nothing to stop by default."""
+
+    # ------------------------------------------------------------------ convenience
+
+    async def count(self, count_time: float) -> dict[str, np.ndarray]:
+        """One software-triggered point: ``{counter name: value}`` (``ct`` without a scan)."""
+        await self.prepare(AcquisitionParameters(count_time=count_time, npoints=1))
+        try:
+            await self.start()
+            await self.trigger()
+            data = await self.read()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.stop()
+        return {name: values[0] for name, values in data.items()}
+
+
+# ---------------------------------------------------------------------- sampling counters
+
+
+class SamplingMode(enum.Enum):
+    """How samples taken during the count time are reduced (BLISS modes)."""
+
+    MEAN = "MEAN"
+    INTEGRATE = "INTEGRATE"  # mean * count time
+    SINGLE = "SINGLE"  # the first sample
+    LAST = "LAST"  # the last sample
+    STATS = "STATS"  # [mean, N, std, var, min, max, p2v]
+    INTEGRATE_STATS = "INTEGRATE_STATS"  # STATS of the samples * count time
+    SAMPLES = "SAMPLES"  # the ``nsamples`` samples themselves
+
+
+STATS_FIELDS = ("mean", "N", "std", "var", "min", "max", "p2v")
+
+
+def _stats(samples: np.ndarray) -> np.ndarray:
+    return np.array(
+        [
+            samples.mean(),
+            len(samples),
+            samples.std(),
+            samples.var(),
+            samples.min(),
+            samples.max(),
+            samples.max() - samples.min(),
+        ]
+    )
+
+
+class SamplingCounter(Counter):
+    """A counter sampled during the count time and reduced with ``mode``.
+
+    STATS and INTEGRATE_STATS counters have shape ``(7,)`` (see ``STATS_FIELDS``); SAMPLES
+    counters have shape ``(nsamples,)``; the others are scalars.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        controller: CounterController,
+        *,
+        mode: SamplingMode | str = SamplingMode.MEAN,
+        unit: str | None = None,
+        nsamples: int = 10,
+    ) -> None:
+        try:
+            mode = SamplingMode(mode.upper() if isinstance(mode, str) else mode)
+        except ValueError:
+            modes = ", ".join(m.value for m in SamplingMode)
+            raise DeviceError(name, f"unknown sampling mode {mode!r} (one of {modes})") from None
+        if nsamples < 1:
+            raise DeviceError(name, f"nsamples must be >= 1, not {nsamples}")
+        if mode in (SamplingMode.STATS, SamplingMode.INTEGRATE_STATS):
+            shape: tuple[int, ...] = (len(STATS_FIELDS),)
+        elif mode is SamplingMode.SAMPLES:
+            shape = (nsamples,)
+        else:
+            shape = ()
+        super().__init__(name, controller, unit=unit, dtype="float64", shape=shape)
+        self.mode = mode
+        self.nsamples = nsamples
+
+
+class SamplingCounterParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    unit: str | None = None
+    mode: SamplingMode = SamplingMode.MEAN
+    nsamples: int = Field(10, ge=1, description="samples kept in SAMPLES mode")
+
+
+class SamplingCounterController(CounterController):
+    """Reads every counter together with ``read_all``, repeatedly over the count time.
+
+    ``trigger`` takes the first sample at once, then one every ``sampling_period`` (real
+    awaits in between) until the count time has elapsed, the last sample at its end; a count
+    time of 0 takes one sample. With SAMPLES counters, at least ``nsamples`` samples are taken,
+    spread over the count time.
+    """
+
+    def __init__(self, name: str, *, sampling_period: float = 0.01) -> None:
+        super().__init__(name)
+        if not sampling_period > 0:
+            raise DeviceError(name, f"sampling_period must be > 0, not {sampling_period!r}")
+        self.sampling_period = sampling_period
+        self._simple = True
+        self._min_samples = 1
+
+    def add_counter(self, counter: Counter) -> Counter:
+        if not isinstance(counter, SamplingCounter):
+            raise DeviceError(self.name, f"{counter.name} is not a SamplingCounter")
+        super().add_counter(counter)
+        modes = {c.mode for c in self._sampling_counters()}
+        self._simple = modes <= {SamplingMode.MEAN, SamplingMode.SINGLE, SamplingMode.LAST}
+        self._min_samples = max(
+            (c.nsamples for c in self._sampling_counters() if c.mode is SamplingMode.SAMPLES),
+            default=1,
+        )
+        return counter
+
+    def _sampling_counters(self) -> list[SamplingCounter]:
+        return [c for c in self.counters if isinstance(c, SamplingCounter)]
+
+    async def read_all(self, counters: Sequence[SamplingCounter]) -> Sequence[float]:
+        """One sample of every counter in ``counters``, in that order, in one call."""
+        raise NotImplementedError(f"{type(self).__name__}.read_all")
+
+    async def trigger(self) -> None:
+        counters = self.counters
+        first = await self.read_all(counters)  # type: ignore[arg-type]
+        count_time = self.params.count_time
+        if count_time <= 0 and self._min_samples == 1:
+            if self._simple:
+                self._pending.append(list(first))
+            else:
+                self._pending.append(self._reduce([first], 0.0))
+            return
+        samples = [first]
+        start = time.perf_counter()
+        period = self.sampling_period
+        if self._min_samples > 1:
+            period = min(period, count_time / (self._min_samples - 1))
+        while True:
+            elapsed = time.perf_counter() - start
+            if elapsed >= count_time and len(samples) >= self._min_samples:
+                break
+            next_at = min(len(samples) * period, count_time)
+            await anyio.sleep(max(next_at - elapsed, 0.0))
+            samples.append(await self.read_all(counters))  # type: ignore[arg-type]
+        self._pending.append(self._reduce(samples, count_time))
+
+    def _reduce(self, samples: list[Sequence[float]], count_time: float) -> list[Any]:
+        table = np.asarray(samples, dtype=np.float64)
+        row: list[Any] = []
+        for i, counter in enumerate(self._sampling_counters()):
+            column = table[:, i]
+            mode = counter.mode
+            if mode is SamplingMode.MEAN:
+                row.append(float(column.mean()))
+            elif mode is SamplingMode.INTEGRATE:
+                row.append(float(column.mean()) * count_time)
+            elif mode is SamplingMode.SINGLE:
+                row.append(float(column[0]))
+            elif mode is SamplingMode.LAST:
+                row.append(float(column[-1]))
+            elif mode is SamplingMode.STATS:
+                row.append(_stats(column))
+            elif mode is SamplingMode.INTEGRATE_STATS:
+                row.append(_stats(column * count_time))
+            else:  # SAMPLES
+                row.append(column[: counter.nsamples])
+        return row
+
+
+# ---------------------------------------------------------------------- integrating counters
+
+
+class IntegratingCounterController(CounterController):
+    """Counters integrated by the hardware over the count time (a scaler): one value per count.
+
+    Software mode: ``trigger`` = ``start_count(count_time)``, wait for ``count_done``,
+    ``read_counts``. Hardware mode (external gates): ``start`` arms with ``arm_hardware``;
+    ``read`` collects what ``read_hardware`` returns. Subclasses implement these.
+    """
+
+    async def start_count(self, count_time: float) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.start_count")
+
+    async def count_done(self) -> bool:
+        """True once the count started by ``start_count`` has ended."""
+        raise NotImplementedError(f"{type(self).__name__}.count_done")
+
+    async def read_counts(self) -> Sequence[float]:
+        """The last count's value of every counter, in ``counters`` order."""
+        raise NotImplementedError(f"{type(self).__name__}.read_counts")
+
+    async def arm_hardware(self, npoints: int, count_time: float) -> None:
+        raise AcquisitionError(self.name, "does not support hardware triggering")
+
+    async def read_hardware(self) -> np.ndarray:
+        """The gated counts since the last call: an ``(n, ncounters)`` array."""
+        raise AcquisitionError(self.name, "does not support hardware triggering")
+
+    async def stop_hardware(self) -> None:
+        """Disarm."""
+
+    polling_interval: float = 0.005
+
+    async def start(self) -> None:
+        if self.params.trigger_mode is TriggerMode.HARDWARE:
+            await self.arm_hardware(self.params.npoints, self.params.count_time)
+
+    async def trigger(self) -> None:
+        count_time = self.params.count_time
+        await self.start_count(count_time)
+        if count_time > 0:
+            await anyio.sleep(count_time)
+        while not await self.count_done():  # noqa: ASYNC110 - polls the hardware
+            await anyio.sleep(self.polling_interval)
+        self._pending.append(list(await self.read_counts()))
+
+    async def read(self) -> dict[str, np.ndarray]:
+        if self.params.trigger_mode is TriggerMode.HARDWARE:
+            table = await self.read_hardware()
+            self._pending.extend(table.tolist())
+        return await super().read()
+
+    async def stop(self) -> None:
+        if self.params.trigger_mode is TriggerMode.HARDWARE:
+            await self.stop_hardware()
+
+
+# ---------------------------------------------------------------------- calculation counters
+
+
+class CalcOutputParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    expression: str = Field(description="numpy expression of the input tags, e.g. 'a / b'")
+    unit: str | None = None
+
+
+class CalcCounterParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    inputs: dict[str, Counter] = Field(description="tag -> counter ($name in the YAML)")
+    outputs: list[CalcOutputParameters]
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_unique_names([o.name for o in self.outputs], "output counter")
+        return self
+
+
+_EXPRESSION_GLOBALS = {
+    "__builtins__": {},
+    "np": np,
+    **{f: getattr(np, f) for f in ("sqrt", "exp", "log", "log10", "abs", "sin", "cos", "where")},
+}
+
+
+class CalcCounterController(CounterController):
+    """Counters computed from other counters, point by point.
+
+    ``compute(values)`` maps ``{input tag: (n, ...) array}`` to ``{output name: (n, ...)
+    array}``; subclasses override it, or give ``expressions`` (configuration). In a scan the
+    inputs' controllers are read as usual; this controller listens to their reads (``prepare``
+    subscribes) and ``read`` returns the points for which every input has arrived, so the
+    acquisition layer reads it after the controllers in ``depends_on``.
+    """
+
+    Parameters: ClassVar[type[BaseModel]] = CalcCounterParameters
+
+    def __init__(
+        self,
+        name: str,
+        inputs: Mapping[str, Counter],
+        outputs: Sequence[CalcOutputParameters],
+    ) -> None:
+        super().__init__(name)
+        for tag, counter in inputs.items():
+            if not isinstance(counter, Counter):
+                raise DeviceError(name, f"input {tag!r} must be a counter, not {counter!r}")
+        self.inputs = dict(inputs)
+        self.expressions: dict[str, Any] = {}
+        for output in outputs:
+            try:
+                self.expressions[output.name] = compile(output.expression, output.name, "eval")
+            except SyntaxError as exc:
+                raise DeviceError(
+                    name, f"expression of {output.name!r} is invalid: {exc.msg}"
+                ) from None
+            self.add_counter(Counter(output.name, self, unit=output.unit))
+        self._buffers: dict[str, list[np.ndarray]] = {tag: [] for tag in self.inputs}
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_config(cls, name: str, params: CalcCounterParameters, context: Any) -> Self:
+        return cls(name, params.inputs, params.outputs)
+
+    @property
+    def depends_on(self) -> tuple[CounterController, ...]:
+        seen: dict[int, CounterController] = {}
+        for counter in self.inputs.values():
+            seen.setdefault(id(counter.controller), counter.controller)
+        return tuple(seen.values())
+
+    def compute(self, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs from inputs (each ``(n, ...)``): evaluates the expressions."""
+        names = {"__builtins__": {}, **_EXPRESSION_GLOBALS, **values}
+        out = {}
+        for name, code in self.expressions.items():
+            try:
+                out[name] = np.asarray(eval(code, names), dtype=np.float64)
+            except Exception as exc:
+                raise DeviceError(
+                    self.name, f"computing {name!r} failed: {type(exc).__name__}: {exc}"
+                ) from None
+        return out
+
+    async def prepare(self, params: AcquisitionParameters) -> None:
+        self.params = params
+        self._stop_listening()
+        self._buffers = {tag: [] for tag in self.inputs}
+        by_controller: dict[int, list[tuple[str, Counter]]] = {}
+        for tag, counter in self.inputs.items():
+            by_controller.setdefault(id(counter.controller), []).append((tag, counter))
+        for members in by_controller.values():
+            controller = members[0][1].controller
+
+            def listener(
+                _ctrl: CounterController,
+                data: Mapping[str, np.ndarray],
+                members: list[tuple[str, Counter]] = members,
+            ) -> None:
+                for tag, counter in members:
+                    if counter.name in data:
+                        self._buffers[tag].append(data[counter.name])
+
+            self._unsubscribe.append(controller.add_read_listener(listener))
+
+    async def trigger(self) -> None:
+        """Nothing to measure: the inputs' controllers are triggered by the chain."""
+
+    async def read(self) -> dict[str, np.ndarray]:
+        joined = {
+            tag: np.concatenate(chunks) if chunks else np.empty((0,))
+            for tag, chunks in self._buffers.items()
+        }
+        ready = min((len(v) for v in joined.values()), default=0)
+        if ready == 0:
+            return self._empty()
+        values = {tag: v[:ready] for tag, v in joined.items()}
+        self._buffers = {tag: [v[ready:]] if len(v) > ready else [] for tag, v in joined.items()}
+        data = self.compute(values)
+        for listener in tuple(self._listeners):
+            listener(self, data)
+        return data
+
+    async def stop(self) -> None:
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+
+    async def count(self, count_time: float) -> dict[str, np.ndarray]:
+        """Count the input controllers once and compute."""
+        params = AcquisitionParameters(count_time=count_time, npoints=1)
+        await self.prepare(params)
+        try:
+            for controller in self.depends_on:
+                await controller.count(count_time)  # read() feeds the listeners
+            data = await self.read()
+        finally:
+            self._stop_listening()
+        return {name: values[0] for name, values in data.items()}

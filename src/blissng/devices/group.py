@@ -1,0 +1,123 @@
+"""Group moves: several axes checked together, started together, stopped together.
+
+Every target is checked against its axis' limits before any axis moves. Axes of one controller
+start through one ``start_all`` call (one hardware command where the controller can); if one
+axis fails while the group waits, the others are stopped at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+
+from .axis import Axis, AxisState, _Motion
+from .controller import AxisController, Motion
+from .errors import DeviceError
+
+
+def _as_axis(obj: Any) -> Axis:
+    if not isinstance(obj, Axis):
+        name = getattr(obj, "name", repr(obj))
+        raise DeviceError(str(name), "is not a motor axis; a group moves Axis objects only")
+    return obj
+
+
+class Group:
+    """Axes that move as one: ``await Group(m1, m2).move({m1: 1.0, m2: 2.0})``."""
+
+    def __init__(self, *axes: Axis) -> None:
+        self.axes = tuple(_as_axis(axis) for axis in axes)
+        self.name = ",".join(axis.name for axis in self.axes)
+        self._moving: tuple[Axis, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name}>"
+
+    @property
+    def is_moving(self) -> bool:
+        return any(axis.is_moving for axis in self._moving)
+
+    @property
+    def positions(self) -> dict[str, float]:
+        return {axis.name: axis.position for axis in self.axes}
+
+    async def connect(self) -> None:
+        for axis in self.axes:
+            await axis.connect()
+
+    async def move(self, targets: Mapping[Axis, float], wait: bool = True) -> None:
+        """Move each axis of ``targets`` (user positions); all limits are checked first."""
+        axes = [_as_axis(axis) for axis in targets]
+        unknown = [axis.name for axis in axes if axis not in self.axes]
+        if unknown:
+            raise DeviceError(self.name, f"has no axis {', '.join(unknown)}")
+        for axis in axes:
+            await axis._ensure_connected()
+        begun: list[tuple[Axis, _Motion]] = []
+        try:
+            for axis, target in targets.items():
+                begun.append((axis, axis._begin(target)))
+        except BaseException:
+            for axis, motion in begun:
+                axis._abort_begin(motion)
+            raise
+        by_controller: dict[AxisController, list[Motion]] = {}
+        for axis, motion in begun:
+            target_steps, delta_steps = axis._next_motion_args(motion)
+            axis._set_state(AxisState.MOVING)
+            by_controller.setdefault(axis.controller, []).append(
+                Motion(axis, target_steps, delta_steps)
+            )
+        self._moving = tuple(axes)
+        try:
+            for controller, motions in by_controller.items():
+                await controller.start_all(*motions)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stop(self._moving)
+            raise
+        if wait:
+            await self.wait_move()
+
+    async def wait_move(self) -> None:
+        """Wait for every axis; if one fails, stop the others and raise its error."""
+        axes = self._moving
+        if not axes:
+            return
+        errors: list[BaseException] = []
+
+        async def wait_one(axis: Axis, scope: anyio.CancelScope) -> None:
+            try:
+                await axis.wait_move()
+            except Exception as exc:
+                errors.append(exc)
+                scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for axis in axes:
+                    tg.start_soon(wait_one, axis, tg.cancel_scope)
+        finally:
+            if errors or not any(axis.is_moving for axis in axes):
+                self._moving = ()
+        if errors:
+            with anyio.CancelScope(shield=True):
+                await self._stop(axes)
+            raise errors[0]
+
+    async def stop(self) -> None:
+        """Stop every axis of the group together."""
+        await self._stop(self.axes)
+
+    async def _stop(self, axes: Iterable[Axis]) -> None:
+        by_controller: dict[AxisController, list[Axis]] = {}
+        for axis in axes:
+            axis._mark_stopping()
+            by_controller.setdefault(axis.controller, []).append(axis)
+        for controller, members in by_controller.items():
+            await controller.stop_all(*members)
+        for members in by_controller.values():
+            for axis in members:
+                await axis._wait_stopped()
