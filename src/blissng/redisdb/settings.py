@@ -55,7 +55,10 @@ class ObjectSettings(Generic[M]):
         try:
             self.values = self.model.model_validate(merged)
         except ValidationError as exc:
-            raise SettingsError(f"stored settings of {self.name!r} are invalid: {exc}") from None
+            raise SettingsError(
+                f"stored settings of {self.name!r} are invalid ({_problems(exc)}); "
+                f"fix them or reset: ObjectSettings.reset()"
+            ) from None
         return self.values
 
     async def set(self, **changes: Any) -> M:
@@ -66,7 +69,7 @@ class ObjectSettings(Generic[M]):
         try:
             values = self.model.model_validate({**self.values.model_dump(), **changes})
         except ValidationError as exc:
-            raise SettingsError(f"invalid setting for {self.name!r}: {exc}") from None
+            raise SettingsError(f"invalid setting for {self.name!r}: {_problems(exc)}") from None
         dumped = values.model_dump(mode="json")
         await self.store.redis.hset(
             self.key, mapping={field: json.dumps(dumped[field]) for field in changes}
@@ -81,3 +84,12 @@ class ObjectSettings(Generic[M]):
         else:
             await self.store.redis.delete(self.key)
         return await self.load()
+
+
+def _problems(exc: ValidationError) -> str:
+    """pydantic's errors on one line: ``velocity: Input should be > 0 (got -1)``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(parts)
