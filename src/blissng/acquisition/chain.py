@@ -154,7 +154,8 @@ class AcquisitionChain:
                     async with anyio.create_task_group() as tg:
                         await self._run(control, levels, tg)
                 except BaseExceptionGroup as group:
-                    raise first_acquisition_error(group) from None
+                    first = first_acquisition_error(group)
+                    raise first from first.__cause__
         except BaseException as exc:
             error = exc
             raise
@@ -209,7 +210,7 @@ class AcquisitionChain:
         first = True
         while iterations == 0 or index < iterations:
             now = clock()
-            if now - last_yield >= CHECKPOINT_INTERVAL:
+            if now - last_yield >= CHECKPOINT_INTERVAL or control.abort_requested:
                 await checkpoint()
                 last_yield = clock()
             if control._pause_requested:

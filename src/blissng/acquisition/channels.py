@@ -63,7 +63,7 @@ class Channel:
         self.length = 0
         self.ended = False
         self._sinks: list[ChannelSink] = []
-        self._dtype = np.dtype(spec.dtype)
+        self._dtype = REFERENCE_DTYPE if spec.kind == "reference" else np.dtype(spec.dtype)
 
     @property
     def name(self) -> str:

@@ -47,7 +47,8 @@ async def fan_out(calls: Sequence[Callable[[], Coroutine[Any, Any, Any]]]) -> No
             for call in calls:
                 tg.start_soon(call)
     except BaseExceptionGroup as group:
-        raise first_acquisition_error(group) from None
+        error = first_acquisition_error(group)
+        raise error from error.__cause__
 
 
 def first_acquisition_error(group: BaseExceptionGroup) -> BaseException:
