@@ -258,3 +258,15 @@ def test_unreachable_url_is_a_clear_error(tmp_path, url):
 def test_a_redis_url_that_is_not_redis(tmp_path):
     with pytest.raises(RedisError, match="cannot reach Redis at nonsense"):
         start_redis(tmp_path / "state", url="nonsense://x")
+
+
+def test_a_state_directory_serves_one_process_at_a_time(tmp_path):
+    state = tmp_path / "state"
+    with redis_stack(state) as first:
+        expected = f"state directory {state} is in use by another blissng process"
+        with pytest.raises(RedisError, match=expected) as refused:
+            start_redis(state)
+        assert f"(pid {os.getpid()})" in str(refused.value)
+        assert ping(first.urls.settings)  # the refused start did not touch the running one
+    with redis_stack(state) as again:
+        assert ping(again.urls.settings)

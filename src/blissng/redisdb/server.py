@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import fcntl
 import os
 import re
 import shutil
@@ -305,6 +306,7 @@ class RedisStack:
 
     urls: RedisUrls
     processes: list[RedisProcess] = dataclasses.field(default_factory=list)
+    lock: StateLock | None = None
 
     @property
     def embedded(self) -> bool:
@@ -314,6 +316,36 @@ class RedisStack:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+class StateLock:
+    """An exclusive lock on a state directory, so that two blissng processes never share (and
+    kill each other's) servers. The kernel drops it when the process dies, even by kill -9."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "blissng.lock"
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 32).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            self._fd = None
+            raise RedisError(
+                f"the state directory {state_dir} is in use by another blissng process "
+                f"(pid {holder}); stop it or give another --state-dir"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, str(os.getpid()).encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
 
 def default_state_dir(name: str) -> Path:
@@ -337,15 +369,25 @@ def start_redis(
     if url:
         check_reachable(url)
         return RedisStack(RedisUrls.from_url(url))
-    settings = start_one("settings", state_dir / "settings", persistent=True, binary=binary)
+    lock = StateLock(state_dir)
+    started: list[RedisProcess] = []
     try:
-        data = start_one(
-            "data", state_dir / "data", persistent=False, maxmemory=maxmemory, binary=binary
+        binary = binary or find_redis_server()
+        started.append(
+            start_one("settings", state_dir / "settings", persistent=True, binary=binary)
+        )
+        started.append(
+            start_one(
+                "data", state_dir / "data", persistent=False, maxmemory=maxmemory, binary=binary
+            )
         )
     except BaseException:
-        settings.stop()
+        for proc in reversed(started):
+            proc.stop()
+        lock.release()
         raise
-    return RedisStack(RedisUrls(settings=settings.url, data=data.url), [settings, data])
+    settings, data = started
+    return RedisStack(RedisUrls(settings=settings.url, data=data.url), started, lock)
 
 
 def check_reachable(url: str, timeout: float = 5.0) -> None:
