@@ -1,0 +1,154 @@
+"""A ``Job``: the promise ``run_job`` returns.
+
+A job is driven by a task in its :class:`~blissng.workflows.manager.JobManager`'s task group;
+the ``Job`` object is how callers see it, from the event loop (``await job``) or from a worker
+thread running console code (``job.result(timeout)``). Cancelling goes through the job's cancel
+scope, so stopping the work (terminating a process, revoking a Celery task) happens in the
+driver's shielded cleanup, whichever thread asked.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.from_thread
+from anyio.lowlevel import EventLoopToken
+
+from .errors import JobCancelled, JobError
+
+if TYPE_CHECKING:
+    from .graphs import LoadedWorkflow
+
+
+class JobState(enum.StrEnum):
+    PENDING = "pending"  # accepted, waiting for a worker
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+class Job:
+    """One workflow run. Awaitable; ``result(timeout)`` for code in worker threads."""
+
+    def __init__(
+        self,
+        job_id: str,
+        workflow: LoadedWorkflow,
+        inputs: list[dict[str, Any]],
+        executor: str,
+        timeout: float | None,
+        token: EventLoopToken,
+        loop_thread: int,
+        scan: str | None = None,
+    ) -> None:
+        self.id = job_id
+        self.workflow = workflow
+        self.inputs = inputs
+        self.executor = executor
+        self.timeout = timeout
+        self.scan = scan
+        self.state = JobState.PENDING
+        self.submitted = time.time()
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.pid: int | None = None  # the process running it (local worker, Celery pool child)
+        self.worker: str | None = None  # where it runs ("local", a Celery hostname)
+        self._token = token
+        self._loop_thread = loop_thread
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._done_threadsafe = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._cancel_requested = False
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    def done(self) -> bool:
+        return self.state.finished
+
+    def cancel(self) -> bool:
+        """Stop the job: its process is terminated (local) or its task revoked and terminated
+        (Celery). Returns False if it had already finished. ``await job`` then raises
+        :class:`JobCancelled` once the work is stopped."""
+        if self.state.finished:
+            return False
+        self._cancel_requested = True
+        if self._in_loop_thread():
+            self._scope.cancel()
+        else:
+            anyio.from_thread.run_sync(self._scope.cancel, token=self._token)
+        return True
+
+    async def wait(self) -> Any:
+        """The workflow's result (what ``ewoks.execute_graph`` returned), or its error."""
+        await self._done.wait()
+        return self._outcome()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.wait().__await__()
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block this (worker) thread until the job ends; ``TimeoutError`` if it is still
+        running after ``timeout`` seconds (the job goes on). In async code, ``await job``."""
+        if self._in_loop_thread():
+            raise RuntimeError(
+                f"job.result() would block the event loop that runs job {self.id}: "
+                "use `await job` there"
+            )
+        if not self._done_threadsafe.wait(timeout):
+            raise TimeoutError(
+                f"job {self.id} ({self.name}) is still {self.state} after {timeout} s "
+                "(it goes on; job.cancel() stops it)"
+            )
+        return self._outcome()
+
+    def exception(self) -> BaseException | None:
+        """The error of a finished job (None if it succeeded or is not finished)."""
+        return self._error
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.name!r} {self.executor} {self.state}>"
+
+    # ------------------------------------------------------------------ driver side
+
+    def _in_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def _set_running(self, pid: int | None, worker: str | None) -> None:
+        self.state = JobState.RUNNING
+        self.started = self.started or time.time()
+        self.pid = pid
+        self.worker = worker
+
+    def _finish(self, state: JobState, result: Any = None, error: BaseException | None = None):
+        if isinstance(error, JobError) and error.job_id is None:
+            error.job_id = self.id
+        self.state = state
+        self.ended = time.time()
+        self._result = result
+        self._error = error
+        self._done.set()
+        self._done_threadsafe.set()
+
+    def _outcome(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        if self.state is JobState.CANCELLED:  # pragma: no cover - cancelled jobs carry an error
+            raise JobCancelled(f"job {self.id} was cancelled")
+        return self._result

@@ -1,0 +1,271 @@
+"""The owner of jobs: a task group that drives them, the executors, the Redis record.
+
+A session (or the server, or a script) owns one manager::
+
+    async with JobManager(redis_urls, settings=config_section, session="demo") as jobs:
+        job = jobs.run_job("fit_peak", inputs={...})
+        result = await job
+
+``run_job`` may be called from the event loop or from any worker thread (console code runs in
+worker threads): it returns the :class:`Job` at once; the job's driver task runs in the
+manager's task group. Leaving the block cancels unfinished jobs (their work is stopped) and
+terminates the local worker processes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.from_thread
+from anyio.abc import TaskGroup
+
+from ..redisdb import RedisUrls, async_client
+from .errors import JobCancelled, JobError, JobFailed, JobTimeout, WorkflowError
+from .extra import require_workflows_extra
+from .graphs import LoadedWorkflow, load_workflow, normalize_inputs
+from .job import Job, JobState
+from .local import LocalExecutor
+from .record import JobRecorder
+from .settings import WorkflowSettings, default_celery_url
+
+log = logging.getLogger(__name__)
+
+_current: contextvars.ContextVar[JobManager | None] = contextvars.ContextVar(
+    "blissng_job_manager", default=None
+)
+_running: list[JobManager] = []  # for threads that did not inherit the context
+KEEP_JOBS = 200
+
+
+def current_manager() -> JobManager:
+    """The manager of this context (a session's), else the last one started in the process."""
+    manager = _current.get() or (_running[-1] if _running else None)
+    if manager is None:
+        raise WorkflowError(
+            "no JobManager is running: run_job needs one (a blissng session has one; in a "
+            "script use `async with JobManager(...) as jobs: jobs.run_job(...)`)"
+        )
+    return manager
+
+
+def run_job(
+    workflow: str | Path | Mapping[str, Any],
+    inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    executor: str | None = None,
+    timeout: float | None = None,
+    *,
+    scan: str | None = None,
+) -> Job:
+    """Submit ``workflow`` to the current manager (see :meth:`JobManager.run_job`)."""
+    return current_manager().run_job(workflow, inputs, executor, timeout, scan=scan)
+
+
+class JobManager:
+    """Runs jobs for one owner (a session). See the module docstring."""
+
+    def __init__(
+        self,
+        redis: RedisUrls | None = None,
+        settings: WorkflowSettings | Mapping[str, Any] | None = None,
+        *,
+        session: str | None = None,
+        config_dir: Path | str | None = None,
+    ) -> None:
+        self.settings = WorkflowSettings.from_section(settings)
+        self.redis = redis
+        self.session = session
+        self.config_dir = Path(config_dir) if config_dir is not None else None
+        self.jobs: deque[Job] = deque(maxlen=KEEP_JOBS)
+        self._executors: dict[str, Any] = {}
+        self._tg: TaskGroup | None = None
+        self._recorder: JobRecorder | None = None
+        self._client: Any = None
+        self._token: Any = None
+        self._loop_thread: int | None = None
+        self._context_token: contextvars.Token[JobManager | None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> JobManager:
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        if self.redis is not None:
+            self._client = async_client(self.redis.data)
+            self._recorder = JobRecorder(self._client, self.settings.job_ttl, self.session)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        if self.settings.warm_workers:
+            self._tg.start_soon(self._executor("local").warm_up, self.settings.warm_workers)
+        self._context_token = _current.set(self)
+        _running.append(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        _running.remove(self)
+        if self._context_token is not None:
+            try:
+                _current.reset(self._context_token)
+            except ValueError:  # exited from another context than entered
+                _current.set(None)
+        assert self._tg is not None
+        for job in self.jobs:
+            if not job.done():
+                job._scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for executor in self._executors.values():
+                    await executor.aclose()
+                if self._client is not None:
+                    await self._client.aclose()
+            self._tg = None
+
+    # ------------------------------------------------------------------ submitting
+
+    def run_job(
+        self,
+        workflow: str | Path | Mapping[str, Any],
+        inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        executor: str | None = None,
+        timeout: float | None = None,
+        *,
+        scan: str | None = None,
+    ) -> Job:
+        """Submit a workflow; returns its :class:`Job` at once.
+
+        ``workflow``: a graph dict, a name under ``workflows.graphs`` of the configuration (or
+        shipped with blissng, like ``"fit_peak"``), or an Ewoks JSON/YAML file.
+        ``inputs``: ``{name: value}`` for the start nodes, or Ewoks' list form.
+        ``executor``: ``"local"`` or ``"celery"`` (default: the configuration's).
+        ``timeout``: seconds; a job running longer is stopped and raises :class:`JobTimeout`.
+        ``scan``: the key of the scan that triggered it (recorded in the job document).
+        """
+        if self._tg is None:
+            raise WorkflowError("this JobManager is not running (use `async with JobManager()`)")
+        executor = executor or self.settings.executor
+        if executor not in ("local", "celery"):
+            raise WorkflowError(f"unknown workflow executor {executor!r}: use 'local' or 'celery'")
+        if timeout is not None and timeout <= 0:
+            raise WorkflowError(f"run_job timeout must be positive seconds, got {timeout!r}")
+        require_workflows_extra(executor)
+        if executor == "celery" and self._celery_url() is None:
+            raise WorkflowError(
+                "the celery executor needs a broker: set workflows.celery_url in the "
+                "configuration, or give the JobManager blissng's Redis URLs"
+            )
+        loaded = load_workflow(workflow, self.settings.graphs, self.config_dir)
+        normalized = normalize_inputs(inputs, loaded.graph)
+        if threading.get_ident() == self._loop_thread:
+            return self._submit(loaded, normalized, executor, timeout, scan)
+        return anyio.from_thread.run_sync(
+            self._submit, loaded, normalized, executor, timeout, scan, token=self._token
+        )
+
+    def _submit(
+        self,
+        workflow: LoadedWorkflow,
+        inputs: list[dict[str, Any]],
+        executor: str,
+        timeout: float | None,
+        scan: str | None,
+    ) -> Job:
+        assert self._tg is not None and self._loop_thread is not None
+        job = Job(
+            str(uuid.uuid4()), workflow, inputs, executor, timeout, self._token,
+            self._loop_thread, scan,
+        )  # fmt: skip
+        self.jobs.append(job)
+        self._tg.start_soon(self._drive, job, name=f"job {job.id} ({workflow.name})")
+        return job
+
+    def _celery_url(self) -> str | None:
+        if self.settings.celery_url:
+            return self.settings.celery_url
+        if self.redis is not None:
+            return default_celery_url(self.redis.settings)
+        return None
+
+    def _executor(self, name: str) -> Any:
+        if name not in self._executors:
+            if name == "local":
+                self._executors[name] = LocalExecutor(self.settings.local_workers)
+            else:
+                from .remote import CeleryExecutor
+
+                url = self._celery_url()
+                assert url is not None
+                self._executors[name] = CeleryExecutor(
+                    url, self.settings.queue, self.settings.job_ttl
+                )
+        return self._executors[name]
+
+    # ------------------------------------------------------------------ driving
+
+    async def _drive(self, job: Job) -> None:
+        """Run one job to its end; record every transition; never raise into the task group."""
+        recorder = self._recorder
+        if recorder is not None:
+            await recorder.submitted(job)
+        state, result = JobState.FAILED, None
+        error: JobError | None = None
+
+        async def started(pid: int | None, worker: str | None = None) -> None:
+            job._set_running(pid, worker or job.executor)
+            if recorder is not None:
+                await recorder.running(job)
+
+        async def run() -> Any:
+            executor = self._executor(job.executor)
+            return await executor.run(job.id, job.workflow.graph, job.inputs, started)
+
+        try:
+            with job._scope:
+                if job.timeout is not None:
+                    with anyio.move_on_after(job.timeout) as deadline:
+                        result = await run()
+                    if deadline.cancelled_caught:
+                        raise JobTimeout(
+                            f"job {job.id} ({job.name}) ran longer than its timeout of "
+                            f"{job.timeout} s and was stopped"
+                        )
+                else:
+                    result = await run()
+            if job._scope.cancelled_caught:
+                state, error = JobState.CANCELLED, JobCancelled(f"job {job.id} was cancelled")
+            else:
+                state = JobState.SUCCEEDED
+        except JobTimeout as exc:
+            state, error = JobState.TIMED_OUT, exc
+        except JobCancelled as exc:
+            state, error = JobState.CANCELLED, exc
+        except JobError as exc:
+            state, error = JobState.FAILED, exc
+        except Exception as exc:
+            log.exception("job %s: executor error", job.id)
+            state, error = JobState.FAILED, JobFailed(f"{type(exc).__name__}: {exc}")
+        except BaseException:
+            # The manager itself is being cancelled: its jobs are cancelled with it.
+            job._finish(JobState.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled"))
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                if recorder is not None:
+                    await recorder.finished(job, None, job.exception())
+            raise
+        job._finish(state, result, error)
+        if recorder is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await recorder.finished(job, result, error)

@@ -1,0 +1,134 @@
+"""The Celery executor: submit to a queue, follow the task without blocking the event loop.
+
+Following a task: the result backend (Redis) PUBLISHes every state it stores on the channel
+``celery-task-meta-<id>``; the executor subscribes (redis.asyncio) before submitting, then reads
+the task's state (Celery's own decoding, in a worker thread) each time a message arrives, so it
+neither polls nor blocks a thread per job. A slow re-check covers a message lost to a reconnect.
+
+Cancelling revokes the task with ``terminate=True`` (the worker kills the pool process that runs
+it) and waits, shielded and bounded, for the worker to record it as revoked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from ..redisdb import async_client
+from .celery_app import TASK_NAME, celery_app
+from .errors import JobCancelled, JobFailed
+
+RECHECK_INTERVAL = 1.0
+REVOKE_WAIT = 10.0
+META_CHANNEL = "celery-task-meta-{id}"
+
+
+class CeleryExecutor:
+    """Runs graphs on Celery workers serving ``queue`` on the broker at ``redis_url``."""
+
+    name = "celery"
+
+    def __init__(self, redis_url: str, queue: str, result_expires: float = 24 * 3600) -> None:
+        self.redis_url = redis_url
+        self.queue = queue
+        self.result_expires = result_expires
+        self._app: Any = None
+
+    async def _get_app(self) -> Any:
+        if self._app is None:
+            # Importing celery and building the app reads modules: not on the loop.
+            self._app = await anyio.to_thread.run_sync(
+                celery_app, self.redis_url, self.result_expires
+            )
+        return self._app
+
+    async def aclose(self) -> None:
+        pass
+
+    async def run(
+        self,
+        job_id: str,
+        graph: Mapping[str, Any],
+        inputs: Sequence[Mapping[str, Any]],
+        on_started: Callable[[int | None, str | None], Awaitable[None]],
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
+        app = await self._get_app()
+        client = async_client(self.redis_url)
+        pubsub = client.pubsub()
+        submitted = started = False
+        try:
+            await pubsub.subscribe(META_CHANNEL.format(id=job_id))
+
+            def send() -> None:
+                app.send_task(
+                    TASK_NAME,
+                    args=(dict(graph), list(inputs), job_id, dict(options or {})),
+                    task_id=job_id,
+                    queue=self.queue,
+                )
+
+            await anyio.to_thread.run_sync(send)
+            submitted = True
+            while True:
+                meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
+                status = meta.get("status")
+                if status == "STARTED" and not started:
+                    started = True
+                    info = meta.get("result") or {}
+                    await on_started(info.get("pid"), info.get("hostname"))
+                if status in ("SUCCESS", "FAILURE", "REVOKED"):
+                    return self._outcome(job_id, status, meta)
+                await self._next_message(pubsub)
+        except BaseException:
+            if submitted:
+                with anyio.CancelScope(shield=True):
+                    await self._revoke(app, job_id, pubsub if started else None)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await client.aclose()
+
+    def _outcome(self, job_id: str, status: str, meta: Mapping[str, Any]) -> Any:
+        result = meta.get("result")
+        if status == "SUCCESS":
+            return result
+        if status == "REVOKED":
+            raise JobCancelled(f"job {job_id} was revoked on its Celery worker")
+        if isinstance(result, JobFailed):
+            raise result
+        error = f"{type(result).__name__}: {result}" if result is not None else "unknown error"
+        raise JobFailed(
+            f"Celery task failed: {error}",
+            None,
+            type(result).__name__,
+            meta.get("traceback"),
+            job_id,
+        )
+
+    @staticmethod
+    async def _next_message(pubsub: Any) -> None:
+        """Until the backend publishes a state of the task (or a re-check is due)."""
+        with anyio.move_on_after(RECHECK_INTERVAL):
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=None) is None:
+                pass
+
+    async def _revoke(self, app: Any, job_id: str, pubsub: Any | None) -> None:
+        """Revoke and terminate. A task that had started: wait (bounded) until its worker has
+        killed the process and recorded the end. One still queued is dropped by the worker
+        that receives it."""
+
+        def revoke() -> None:
+            app.control.revoke(job_id, terminate=True, signal="SIGTERM")
+
+        with anyio.move_on_after(REVOKE_WAIT):
+            await anyio.to_thread.run_sync(revoke)
+            while pubsub is not None:
+                meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
+                if meta.get("status") in ("SUCCESS", "FAILURE", "REVOKED"):
+                    return
+                await self._next_message(pubsub)
