@@ -1,1 +1,21 @@
-"""blissng.health"""
+"""blissng.health: the event-loop monitor (stalls and their culprits) and its figures."""
+
+from .loop_monitor import (
+    FrameInfo,
+    LoopMonitor,
+    LoopStats,
+    Stall,
+    current_monitor,
+    loop_monitor,
+    loop_stats,
+)
+
+__all__ = [
+    "FrameInfo",
+    "LoopMonitor",
+    "LoopStats",
+    "Stall",
+    "current_monitor",
+    "loop_monitor",
+    "loop_stats",
+]
