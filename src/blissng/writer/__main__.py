@@ -1,0 +1,53 @@
+"""``python -m blissng.writer --redis URL``: the writer service alone (``blissng writer``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import anyio
+
+from .service import run_writer
+
+
+async def _main(redis_url: str, parent: int | None) -> None:
+    async with anyio.create_task_group() as tg:
+        if parent is not None:
+            tg.start_soon(_exit_with_parent, parent, tg.cancel_scope)
+        await run_writer(redis_url)
+
+
+async def _exit_with_parent(parent: int, scope: anyio.CancelScope) -> None:
+    """A supervised writer must not outlive a server that was killed."""
+    pidfd = os.pidfd_open(parent)  # readable when the parent exits (Linux >= 5.3)
+    try:
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    logging.getLogger("blissng.writer").warning("parent %d is gone: exiting", parent)
+    scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="blissng writer", description=__doc__)
+    parser.add_argument("--redis", required=True, help="URL of the data Redis")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--exit-with-parent", action="store_true", help="exit when the parent process dies"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("blissng.writer").info("writer ready on %s", args.redis)
+    try:
+        anyio.run(_main, args.redis, os.getppid() if args.exit_with_parent else None)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
