@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from blissng.data.document import Retention
 from blissng.redisdb import RedisUrls
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ class ScanContext:
     ``next_scan_number``: an async callable giving the next number (a session's is atomic in
     Redis). ``motors``: every motor whose position is snapshotted at scan start.
     ``active_mg``: the measurement group used when a scan is given no counters.
-    ``on_scan``: called with each new ``Scan`` (the session keeps the last one).
+    ``on_scan``: called with each new ``Scan`` (the session keeps the last ones);
+    ``last_scan``: the last scan, for the alignment helpers (``cen()``, ``goto_peak()``).
+    ``retention``: how long the session's scans stay in Redis (the data layer's TTLs).
     """
 
     session: str = "default"
@@ -63,10 +66,25 @@ class ScanContext:
     )
     motors: Callable[[], Sequence[Any]] = lambda: ()
     active_mg: Callable[[], MeasurementGroup | None] = lambda: None
-    on_scan: Callable[[Scan], None] = lambda scan: None
+    on_scan: Callable[[Scan], None] | None = None
+    last_scan: Callable[[], Scan | None] | None = None
+    retention: Retention = dataclasses.field(default_factory=Retention)
     snapshot_timeout: float = 2.0
     data_ttl: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    _own_last: Scan | None = dataclasses.field(default=None, repr=False)
+
+    def record_scan(self, scan: Scan) -> None:
+        """A new scan was created in this context."""
+        self._own_last = scan
+        if self.on_scan is not None:
+            self.on_scan(scan)
+
+    def get_last_scan(self) -> Scan | None:
+        if self.last_scan is not None:
+            return self.last_scan()
+        return self._own_last
 
     def print(self, *parts: object, end: str = "\n") -> None:
         """Print to this context's output (nothing when it has none)."""
