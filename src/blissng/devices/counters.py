@@ -7,9 +7,8 @@ together, in one call, and implements :class:`blissng.devices.protocols.Acquirab
 - :class:`SamplingCounterController`: ``trigger`` samples every counter repeatedly during the
   count time (one ``read_all`` call per sample) and reduces the samples per counter with its
   :class:`SamplingMode`. Subclasses implement ``read_all``.
-- :class:`IntegratingCounterController` (scalers): the hardware integrates over the count time;
-  one value per count. Subclasses implement ``start_count`` / ``read_counts`` and, for
-  hardware (gated) triggering, ``arm_hardware`` / ``read_hardware``.
+- :class:`~blissng.devices.triggered.IntegratingCounterController` (scalers, in
+  ``triggered``): the hardware integrates over the count time; one value per count.
 - :class:`CalcCounterController`: counters derived from other counters' values.
 
 Points wait in the controller until ``read`` hands them over as ``{counter name: (n, *shape)
@@ -343,64 +342,6 @@ class SamplingCounterController(CounterController):
             else:  # SAMPLES
                 row.append(column[: counter.nsamples])
         return row
-
-
-# ---------------------------------------------------------------------- integrating counters
-
-
-class IntegratingCounterController(CounterController):
-    """Counters integrated by the hardware over the count time (a scaler): one value per count.
-
-    Software mode: ``trigger`` = ``start_count(count_time)``, wait for ``count_done``,
-    ``read_counts``. Hardware mode (external gates): ``start`` arms with ``arm_hardware``;
-    ``read`` collects what ``read_hardware`` returns. Subclasses implement these.
-    """
-
-    async def start_count(self, count_time: float) -> None:
-        raise NotImplementedError(f"{type(self).__name__}.start_count")
-
-    async def count_done(self) -> bool:
-        """True once the count started by ``start_count`` has ended."""
-        raise NotImplementedError(f"{type(self).__name__}.count_done")
-
-    async def read_counts(self) -> Sequence[float]:
-        """The last count's value of every counter, in ``counters`` order."""
-        raise NotImplementedError(f"{type(self).__name__}.read_counts")
-
-    async def arm_hardware(self, npoints: int, count_time: float) -> None:
-        raise AcquisitionError(self.name, "does not support hardware triggering")
-
-    async def read_hardware(self) -> np.ndarray:
-        """The gated counts since the last call: an ``(n, ncounters)`` array."""
-        raise AcquisitionError(self.name, "does not support hardware triggering")
-
-    async def stop_hardware(self) -> None:
-        """Disarm."""
-
-    polling_interval: float = 0.005
-
-    async def start(self) -> None:
-        if self.params.trigger_mode is TriggerMode.HARDWARE:
-            await self.arm_hardware(self.params.npoints, self.params.count_time)
-
-    async def trigger(self) -> None:
-        count_time = self.params.count_time
-        await self.start_count(count_time)
-        if count_time > 0:
-            await anyio.sleep(count_time)
-        while not await self.count_done():  # noqa: ASYNC110 - polls the hardware
-            await anyio.sleep(self.polling_interval)
-        self._pending.append(list(await self.read_counts()))
-
-    async def read(self) -> dict[str, np.ndarray]:
-        if self.params.trigger_mode is TriggerMode.HARDWARE:
-            table = await self.read_hardware()
-            self._pending.extend(table.tolist())
-        return await super().read()
-
-    async def stop(self) -> None:
-        if self.params.trigger_mode is TriggerMode.HARDWARE:
-            await self.stop_hardware()
 
 
 # ---------------------------------------------------------------------- calculation counters

@@ -19,18 +19,18 @@ import time
 from collections.abc import Sequence
 from typing import Any, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from blissng.devices.controller import check_unique_names
 from blissng.devices.counters import (
     Counter,
-    IntegratingCounterController,
     SamplingCounter,
     SamplingCounterController,
     SamplingMode,
 )
-from blissng.devices.errors import DeviceError
-from blissng.devices.protocols import Movable
+from blissng.devices.protocols import Movable, TriggerMode
+from blissng.devices.triggered import IntegratingCounterController
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
@@ -141,33 +141,52 @@ class SimScalerParameters(BaseModel):
 
 
 class SimScalerController(IntegratingCounterController):
-    """In-process scaler: counts = (background + peak) per second x count time (+ noise)."""
+    """In-process scaler: counts = (background + peak) per second x count time (+ noise).
+
+    Software triggering only (no trigger box reaches into the process): each trigger counts
+    for the count time on the clock; the counts use the motor positions at the end.
+    """
 
     Parameters = SimScalerParameters
+    supported_trigger_modes = frozenset({TriggerMode.SOFTWARE})
 
     def __init__(self, name: str, params: SimScalerParameters) -> None:
         super().__init__(name)
         self.rng = random.Random(params.seed)
-        self._peaks = []
+        self._peaks: list[_Peak] = []
         for counter in params.counters:
             self.add_counter(Counter(counter.name, self, unit=counter.unit, dtype="float64"))
             self._peaks.append(_Peak(counter))
-        self._count_time = 0.0
-        self._ends = 0.0
+        self._exposure = 0.0
+        self._ends: list[float] = []  # end time of each triggered point not yet fetched
+        self._acquired = 0
 
     @classmethod
     def from_config(cls, name: str, params: SimScalerParameters, context: Any) -> Self:
         return cls(name, params)
 
-    async def start_count(self, count_time: float) -> None:
-        self._count_time = count_time
-        self._ends = time.perf_counter() + count_time
+    async def hw_prepare(self, nframes: int, exposure: float, mode: TriggerMode) -> None:
+        self._exposure = exposure
 
-    async def count_done(self) -> bool:
-        return time.perf_counter() >= self._ends
+    async def hw_start(self) -> None:
+        self._ends.clear()
+        self._acquired = 0
 
-    async def read_counts(self) -> Sequence[float]:
-        if time.perf_counter() < self._ends:
-            raise DeviceError(self.name, "read before the end of the count")
-        t = self._count_time
-        return [max(peak.value(self.rng), 0.0) * t for peak in self._peaks]
+    async def hw_trigger(self) -> None:
+        self._ends.append(time.perf_counter() + self._exposure)
+
+    async def hw_frames(self) -> int:
+        now = time.perf_counter()
+        return self._acquired + sum(1 for end in self._ends if end <= now)
+
+    async def hw_fetch_counts(self) -> np.ndarray:
+        now = time.perf_counter()
+        done = [end for end in self._ends if end <= now]
+        self._ends = [end for end in self._ends if end > now]
+        self._acquired += len(done)
+        t = self._exposure
+        rows = [[max(p.value(self.rng), 0.0) * t for p in self._peaks] for _ in done]
+        return np.array(rows, dtype=np.float64).reshape(len(done), len(self._peaks))
+
+    async def hw_stop(self) -> None:
+        self._ends.clear()
