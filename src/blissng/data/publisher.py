@@ -85,6 +85,8 @@ class PublisherStatus:
     buffered_bytes: int
     retained_bytes: int
     published_points: dict[str, int]
+    acknowledged_points: dict[str, int] = dataclasses.field(default_factory=dict)
+    """What the writer says is on disk, per channel (as last read)."""
 
 
 @dataclasses.dataclass
@@ -102,7 +104,10 @@ class _ChannelState:
     key: str
     dtype: np.dtype[Any]
     pending: list[tuple[int, bytes]] = dataclasses.field(default_factory=list)
-    pending_index: int = 0  # index of the first pending point
+    # Entries sent at least once and not confirmed: resent with the SAME boundaries, so that
+    # "this ID exists" always means "this very entry is in Redis".
+    inflight: list[_Entry] = dataclasses.field(default_factory=list)
+    pending_index: int = 0  # index of the first point not confirmed in Redis
     next_index: int = 0  # index the next put must start at
     end_length: int | None = None  # from end() or close(): the seal to write
     seal_sent: bool = False
@@ -226,6 +231,7 @@ class ScanPublisher:
             buffered_bytes=self._buffered,
             retained_bytes=self._retained_bytes,
             published_points={name: ch.published for name, ch in self._channels.items()},
+            acknowledged_points={name: ch.acked for name, ch in self._channels.items()},
         )
 
     def _set_status(self, state: PublisherState, message: str = "") -> None:
@@ -381,7 +387,10 @@ class ScanPublisher:
         return (
             self._states_sent == len(self._states)
             and not self._hash_dirty
-            and all(not ch.pending and ch.seal_sent for ch in self._channels.values())
+            and all(
+                not ch.pending and not ch.inflight and ch.seal_sent
+                for ch in self._channels.values()
+            )
             and (self._expire_ttl is None or self._expire_sent)
         )
 
@@ -524,7 +533,7 @@ class ScanPublisher:
         their time limits, then fail the scan with a clear error."""
         away_since: float | None = None
         full_since: float | None = None
-        delay = 0.01
+        delay = 0.0  # a dropped connection is retried at once, then with growing delays
         while True:
             try:
                 await attempt()
@@ -563,7 +572,7 @@ class ScanPublisher:
                     self._set_status("ok")
                 return
             await anyio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(max(delay * 2, 0.01), 0.5)
 
     def _where(self) -> str:
         if self._url is not None:
@@ -613,7 +622,7 @@ class ScanPublisher:
             raise _RedisMemoryFull(await self._memory_message())
 
     def _has_pending_data(self) -> bool:
-        return any(ch.pending for ch in self._channels.values())
+        return any(ch.pending or ch.inflight for ch in self._channels.values())
 
     async def _memory_message(self) -> str:
         message = await self._redis.hget(keys.MEMORY_STATUS, "message")
@@ -630,7 +639,7 @@ class ScanPublisher:
             # (stream key, entry id) of each stream XADD, in pipeline order, for gap repair.
             stream_adds: list[tuple[str, str] | None] = []
             for ch in self._channels.values():
-                if not hold_data and ch.pending:
+                if not hold_data and (ch.pending or ch.inflight):
                     entries = self._merge(ch)
                     for entry in entries:
                         entry_id = keys.entry_id(entry.index)
@@ -640,7 +649,7 @@ class ScanPublisher:
                 if (
                     ch.end_length is not None
                     and not ch.seal_sent
-                    and (not ch.pending or not hold_data)
+                    and (not hold_data or not (ch.pending or ch.inflight))
                 ):
                     entry_id = keys.entry_id(ch.end_length)
                     pipe.xadd(ch.key, {"end": ch.end_length}, id=entry_id)
@@ -673,15 +682,7 @@ class ScanPublisher:
                 assert self._expire_ttl is not None
                 for key in self._scan_keys():
                     pipe.expire(key, self._expire_ttl)
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except BaseException:
-                # Nothing known to be sent: put the data back, in order.
-                for ch, entries in sent_data:
-                    self._unmerge(ch, entries)
-                raise
-        for ch, entries in sent_data:
-            self._unmerge(ch, entries)  # back to pending until confirmed below
+            results = await pipe.execute(raise_on_error=False)
         exists, acks, memory_state = results[0], results[1], results[2]
         if isinstance(exists, Exception):
             raise exists
@@ -737,9 +738,10 @@ class ScanPublisher:
                 await pipe.execute()
 
     def _merge(self, ch: _ChannelState) -> list[_Entry]:
-        """Take the channel's pending batches as entries of at most ``max_entry_bytes``."""
-        entries: list[_Entry] = []
-        index = ch.pending_index
+        """The channel's entries to send: those already tried (unchanged), then its pending
+        batches merged into entries of at most ``max_entry_bytes``."""
+        entries = ch.inflight
+        index = entries[-1].index + entries[-1].n if entries else ch.pending_index
         group: list[bytes] = []
         group_n = 0
         group_bytes = 0
@@ -755,15 +757,12 @@ class ScanPublisher:
         if group:
             entries.append(_Entry(index, group_n, b"".join(group)))
         ch.pending = []
+        ch.inflight = entries
         return entries
 
-    def _unmerge(self, ch: _ChannelState, entries: list[_Entry]) -> None:
-        """Undo :meth:`_merge` (the send failed or is not confirmed yet)."""
-        ch.pending = [(e.n, e.payload) for e in entries] + ch.pending
-
     def _confirm(self, ch: _ChannelState, entries: list[_Entry]) -> None:
-        count = len(entries)
-        del ch.pending[:count]
+        assert ch.inflight is entries
+        ch.inflight = []
         for entry in entries:
             size = len(entry.payload)
             self._buffered -= size
