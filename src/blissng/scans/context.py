@@ -70,7 +70,6 @@ class ScanContext:
     last_scan: Callable[[], Scan | None] | None = None
     retention: Retention = dataclasses.field(default_factory=Retention)
     snapshot_timeout: float = 2.0
-    data_ttl: float | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     _own_last: Scan | None = dataclasses.field(default=None, repr=False)

@@ -29,7 +29,7 @@ def counter_fullname(counter: Any) -> str:
         return fullname
     controller = counter_controller(counter)
     if controller is not None and getattr(controller, "name", None):
-        return f"{controller.name}.{counter.name}"
+        return f"{controller.name}:{counter.name}"
     return str(counter.name)
 
 

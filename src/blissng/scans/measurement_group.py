@@ -5,7 +5,7 @@ Which members are disabled is a user choice that survives restarts: it is kept i
 settings Redis (``SettingsStore``), one object per group (``mg:<name>``).
 
 Members are counters or counter controllers (``Acquirable``: all its counters); they are named
-by ``fullname`` (``controller.counter``) when they have one, else by ``name``, and selected by
+by ``fullname`` (``controller:counter``) when they have one, else by ``name``, and selected by
 shell-style patterns: ``MG.disable("diode*")``.
 """
 
@@ -21,6 +21,11 @@ from blissng.redisdb.settings import ObjectSettings, SettingsStore
 
 from .bridge import command
 from .counters import counter_fullname, expand_counters
+
+
+def _short(fullname: str) -> str:
+    """``sim:diode`` / ``sim.diode`` -> ``diode``."""
+    return fullname.replace(":", ".").rsplit(".", 1)[-1]
 
 
 class MeasurementGroupSettings(BaseModel):
@@ -119,7 +124,7 @@ class MeasurementGroup:
             hits = {
                 n
                 for n in self._by_name
-                if fnmatch.fnmatchcase(n, text) or fnmatch.fnmatchcase(n.split(".")[-1], text)
+                if fnmatch.fnmatchcase(n, text) or fnmatch.fnmatchcase(_short(n), text)
             }
             if not hits:
                 raise MeasurementGroupError(

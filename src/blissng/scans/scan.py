@@ -274,6 +274,20 @@ class Scan:
             await publisher.set_state("prepared")
             await publisher.set_state("started")
         display_done = anyio.Event()
+        try:
+            await self._chain_with_display(ctx, publisher, show, display_done)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        if publisher is not None:
+            await publisher.close("success")
+
+    async def _chain_with_display(
+        self,
+        ctx: ScanContext,
+        publisher: ScanPublisher | None,
+        show: bool,
+        display_done: anyio.Event,
+    ) -> None:
         async with anyio.create_task_group() as tg:
             if show and publisher is not None:
                 tg.start_soon(self._display_from_redis, ctx, display_done)
@@ -294,8 +308,6 @@ class Scan:
             with anyio.move_on_after(DISPLAY_DRAIN):
                 await display_done.wait()
             tg.cancel_scope.cancel()
-        if publisher is not None:
-            await publisher.close("success")
 
     async def _display_from_redis(self, ctx: ScanContext, done: anyio.Event) -> None:
         assert ctx.output is not None and self.scan_id is not None and ctx.redis is not None
@@ -382,6 +394,25 @@ class Scan:
         if channel is None:
             return data
         return data[resolve_channel(list(data), channel)]
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The exception to show for a task group's failure: the first real error in it."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for sub in exc.exceptions:
+                walk(sub)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    for exc in leaves:
+        if not isinstance(exc, cancelled):
+            return exc
+    return leaves[0] if leaves else group
 
 
 def resolve_channel(names: Sequence[str], wanted: Any) -> str:
