@@ -11,4 +11,18 @@ Any class can also be named by its import path directly in the YAML.
 
 from __future__ import annotations
 
-CLASSES: dict[str, str] = {}
+CLASSES: dict[str, str] = {
+    # devices (owner: devices)
+    "Slit": "blissng.devices.calc:Slit",
+    "CalcCounterController": "blissng.devices.counters:CalcCounterController",
+    "MockupController": "blissng.sim.motors:MockupController",
+    "SimCounterController": "blissng.sim.counters:SimCounterController",
+    "SimScalerController": "blissng.sim.counters:SimScalerController",
+    "SimSerialMotorController": "blissng.sim.serial_motors:SimSerialMotorController",
+    "SimTcpScaler": "blissng.sim.detectors:SimTcpScaler",
+    "SimMca": "blissng.sim.detectors:SimMca",
+    "SimCamera": "blissng.sim.detectors:SimCamera",
+    "SimTriggerBox": "blissng.sim.trigger:SimTriggerBox",
+    "SimGoodDevice": "blissng.sim.streaming:SimGoodDevice",
+    "SimBadDevice": "blissng.sim.streaming:SimBadDevice",
+}
