@@ -1,0 +1,105 @@
+"""The request/reply dialect every blissng simulator speaks (docs/sim-protocols.md).
+
+One reply line per request; ``OK`` for commands that change something; ``ERR <code> <msg>``
+for refusals. :class:`SimClient` sends a command over a :mod:`blissng.comm` connection and
+turns ``ERR`` replies into :class:`blissng.comm.DeviceError` naming the device and command,
+and unexpected replies into :class:`blissng.comm.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blissng.comm import Connection, DeviceError, ProtocolError, connection_from_url
+
+from .addresses import resolve_address
+
+ERROR_CODES = {
+    1: "unknown command",
+    2: "bad arguments",
+    3: "unknown axis/channel/output",
+    4: "axis moving",
+    5: "at limit",
+    6: "axis disabled",
+    7: "axis in fault",
+    8: "bad value",
+    9: "busy: another client is connected",
+    10: "wrong state",
+}
+
+
+class SimCommandError(DeviceError):
+    """The simulator refused a command (``ERR <code> <message>``)."""
+
+    def __init__(self, device: str, code: int, message: str, command: str) -> None:
+        self.code = code
+        super().__init__(device, f"refused (ERR {code}: {message})", command=command)
+
+
+class SimClient:
+    """A lazily opened connection to one simulator, addressed by URL or ``sim://NAME``."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        eol: bytes = b"\n",
+        write_eol: bytes | None = None,
+        **options: Any,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.timeout = timeout
+        self._options = {"timeout": timeout, "eol": eol, "write_eol": write_eol, **options}
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection (created on first use: ``sim://`` resolved then)."""
+        if self._conn is None:
+            address = resolve_address(self.url, device=self.name)
+            self._conn = connection_from_url(address, name=self.name, **self._options)
+        return self._conn
+
+    async def ask(self, command: str) -> str:
+        """Send ``command``, return its reply line; ``ERR`` replies raise."""
+        reply = await self.conn.write_readline(command)
+        return self.check(reply, command)
+
+    def check(self, reply: str, command: str) -> str:
+        if reply.startswith("ERR"):
+            code_text, _, message = reply[3:].strip().partition(" ")
+            try:
+                code = int(code_text)
+            except ValueError:
+                raise ProtocolError(
+                    self.name, f"malformed error reply {reply!r}", command=command
+                ) from None
+            raise SimCommandError(self.name, code, message or ERROR_CODES.get(code, ""), command)
+        return reply
+
+    async def do(self, command: str) -> None:
+        """Send a command that must answer ``OK``."""
+        reply = await self.ask(command)
+        if reply != "OK":
+            raise ProtocolError(self.name, f"expected OK, got {reply!r}", command=command)
+
+    async def ask_numbers(self, command: str, count: int | None = None) -> list[float]:
+        reply = await self.ask(command)
+        try:
+            values = [float(v) for v in reply.split()]
+        except ValueError:
+            raise ProtocolError(
+                self.name, f"expected numbers, got {reply!r}", command=command
+            ) from None
+        if count is not None and len(values) != count:
+            raise ProtocolError(
+                self.name, f"expected {count} number(s), got {reply!r}", command=command
+            )
+        return values
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()

@@ -1,0 +1,170 @@
+"""Devices built from YAML through blissng.config: children, references, settings, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from blissng.config import Config, ConfigError
+from blissng.devices.axis import Axis
+from blissng.devices.calc import CalcAxis
+from blissng.devices.counters import CalcCounterController, Counter
+from blissng.devices.errors import LimitError
+from blissng.devices.protocols import Acquirable, Movable
+from blissng.redisdb import async_client
+from blissng.redisdb.settings import SettingsStore
+
+pytestmark = pytest.mark.anyio
+
+MOTORS = """
+- name: motors
+  class: MockupController
+  instant: true
+  axes:
+    - name: m1
+      steps_per_unit: 100
+      low_limit: -10
+      high_limit: 10
+      unit: mm
+    - name: s1l
+    - name: s1h
+- name: s1
+  class: Slit
+  low: $s1l
+  high: $s1h
+  axes:
+    - name: s1g
+      tag: gap
+    - name: s1o
+      tag: offset
+"""
+
+COUNTERS = """
+- name: sim
+  class: SimCounterController
+  seed: 3
+  counters:
+    - name: diode
+      motor: $m1
+      center: 1.5
+      fwhm: 0.5
+      height: 1000
+    - name: mon
+      height: 0
+      background: 100
+- name: norm
+  class: CalcCounterController
+  inputs:
+    d: $diode
+    m: $mon
+  outputs:
+    - name: diode_norm
+      expression: d / m
+"""
+
+
+async def test_motors_counters_and_calc_from_yaml(write_config, config_dir):
+    write_config("motors.yml", MOTORS)
+    write_config("counters.yml", COUNTERS)
+    config = Config(config_dir)
+    m1 = config.get("m1")
+    assert isinstance(m1, Axis) and isinstance(m1, Movable)
+    assert m1.controller is config.get("motors") and m1.unit == "mm"
+    diode = config.get("diode")
+    assert isinstance(diode, Counter) and isinstance(diode.controller, Acquirable)
+    await m1.move(1.5)
+    assert (await diode.controller.count(0))["diode"] == pytest.approx(1000)
+    norm = config.get("norm")
+    assert isinstance(norm, CalcCounterController)
+    assert (await norm.count(0))["diode_norm"] == pytest.approx(10)
+    with pytest.raises(LimitError, match=r"m1: move to 11 refused: .*\[-10, 10\]"):
+        await m1.move(11)
+
+
+async def test_slit_from_yaml(write_config, config_dir):
+    write_config("motors.yml", MOTORS)
+    config = Config(config_dir)
+    gap, offset = config.get("s1g"), config.get("s1o")
+    assert isinstance(gap, CalcAxis) and isinstance(gap, Movable)
+    low, high = config.get("s1l"), config.get("s1h")
+    await gap.move(2)
+    assert (low.position, high.position) == (-1, 1)
+    await offset.move(0.5)
+    assert (low.position, high.position) == (-0.5, 1.5)
+    assert gap.position == 2
+    await high.move(3)  # moving a blade moves the calculated positions
+    assert (gap.position, offset.position) == (3.5, 1.25)
+
+
+async def test_wrong_parameter_type_names_object_field_and_line(write_config, config_dir):
+    write_config(
+        "motors.yml",
+        """
+        - name: motors
+          class: MockupController
+          axes:
+            - name: m1
+              velocity: fast
+            - name: m2
+        """,
+    )
+    config = Config(config_dir)
+    with pytest.raises(ConfigError) as info:
+        config.get("m1")
+    message = str(info.value)
+    assert "motors" in message and "velocity" in message and "fast" in message
+    assert "motors.yml" in message
+
+
+async def test_unknown_motor_references_are_named(write_config, config_dir):
+    write_config(
+        "counters.yml",
+        """
+        - name: sim
+          class: SimCounterController
+          counters:
+            - name: diode
+              motor: $m9
+        """,
+    )
+    config = Config(config_dir)
+    with pytest.raises(ConfigError, match=r"\$m9"):
+        config.get("diode")
+    with pytest.raises(ConfigError, match="no object named 'm9'"):
+        config.get("m9")
+
+
+async def test_slit_needs_axes_not_counters(write_config, config_dir):
+    write_config("motors.yml", MOTORS)
+    write_config("counters.yml", COUNTERS)
+    write_config(
+        "bad.yml",
+        """
+        - name: s2
+          class: Slit
+          low: $diode
+          high: $m1
+        """,
+    )
+    config = Config(config_dir)
+    with pytest.raises(ConfigError) as info:
+        config.get("s2")
+    assert "s2" in str(info.value) and "low" in str(info.value)
+
+
+async def test_axis_settings_through_the_config_context(write_config, config_dir, redis_urls):
+    write_config("motors.yml", MOTORS)
+    client = async_client(redis_urls.settings)
+    try:
+        store = SettingsStore(client)
+        config = Config(config_dir, settings=store)
+        m1 = config.get("m1")
+        await m1.move(2)
+        await m1.set_velocity(3)
+        stored = await client.hgetall("settings:m1")
+        assert stored[b"velocity"] == b"3.0" and stored[b"dial_position"] == b"2.0"
+        again = Config(config_dir, settings=store).get("m1")
+        await again.connect()
+        assert again.velocity == 3
+        assert again.position_mismatch is not None  # a new in-process simulator starts at 0
+    finally:
+        await client.aclose()
