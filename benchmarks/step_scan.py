@@ -1,0 +1,188 @@
+"""Step-scan throughput of ``ascan``, end to end, against the same device calls in a plain loop.
+
+Figure 1 (the issue's): ``ascan`` of a zero-motion-time simulated motor (``MockupController``
+with ``instant: true``) and 8 simulated counters on one controller (``SimCounterController``),
+count_time 0, 10,000 points, data published into a real (embedded) Redis by the data layer's
+publisher, timed until the scan is closed (streams sealed). Target >= 10,000 points/s.
+
+Baseline, same run: the same device calls (``move``, ``trigger``, ``read``) in a plain ``for``
+loop, no engine, no publishing. Engine overhead per point = (scan time - loop time) / points.
+Target <= 80 µs.
+
+Figure 2: the same ``ascan`` over the real transports, when the simulator servers are
+available: the serial motor controller on a pty and the TCP scaler (fewer points: every
+point is two round trips through real sockets). Its baseline is the plain loop over the same
+transports.
+
+    python benchmarks/step_scan.py [npoints]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from blissng.devices.protocols import AcquisitionParameters
+from blissng.redisdb import redis_stack
+from blissng.scans import ScanContext, ascan, use_context
+from blissng.scans.clients import close_shared_clients
+from blissng.sim.counters import SimCounterController
+from blissng.sim.motors import MockupController
+
+NAME = "step_scan"
+
+
+def emit(metric: str, value: float, unit: str, baseline: float, target: float, text: str) -> None:
+    print(text)
+    print(
+        json.dumps(
+            {
+                "benchmark": NAME,
+                "metric": metric,
+                "value": round(value, 3),
+                "unit": unit,
+                "baseline": round(baseline, 3),
+                "target": target,
+            }
+        )
+    )
+
+
+def devices() -> tuple[Any, Any]:
+    ctrl = MockupController(
+        "bench_ctrl",
+        MockupController.Parameters.model_validate({"instant": True, "axes": [{"name": "m1"}]}),
+    )
+    m1 = ctrl.child("m1")
+    sim = SimCounterController(
+        "bench_sim",
+        SimCounterController.Parameters.model_validate(
+            {
+                "sampling_period": 0.001,
+                "counters": [
+                    {"name": f"c{i}", "motor": m1, "center": 5.0, "nsamples": 1} for i in range(8)
+                ],
+            }
+        ),
+    )
+    return m1, sim
+
+
+async def plain_loop(m1: Any, sim: Any, npoints: int) -> float:
+    """The device calls of the scan, without the engine: the baseline."""
+    await sim.prepare(AcquisitionParameters(count_time=0.0, npoints=npoints))
+    await sim.start()
+    step = 10.0 / (npoints - 1)
+    t0 = time.perf_counter()
+    for i in range(npoints):
+        await m1.move(i * step)
+        await sim.trigger()
+        data = await sim.read()
+        while not data or len(next(iter(data.values()))) == 0:
+            data = await sim.read()
+        if i % 64 == 0:
+            await anyio.lowlevel.checkpoint()
+    elapsed = time.perf_counter() - t0
+    await sim.stop()
+    return elapsed
+
+
+async def scan_once(m1: Any, sim: Any, npoints: int, context: ScanContext) -> float:
+    with use_context(context):
+        t0 = time.perf_counter()
+        scan = await ascan(m1, 0, 10, npoints - 1, 0, sim, save=False)
+        elapsed = time.perf_counter() - t0
+    assert scan.state == "done", scan.state
+    return elapsed
+
+
+async def in_process(npoints: int, redis_url: Any) -> None:
+    m1, sim = devices()
+    context = ScanContext(session="bench", redis=redis_url, output=None, motors=lambda: [m1])
+    # Warm up (imports, Redis connection, first-call paths).
+    await scan_once(m1, sim, 100, context)
+    await plain_loop(m1, sim, 100)
+    loop_times = []
+    scan_times = []
+    for _ in range(3):
+        loop_times.append(await plain_loop(m1, sim, npoints))
+        scan_times.append(await scan_once(m1, sim, npoints, context))
+    loop_t = min(loop_times)
+    scan_t = min(scan_times)
+    rate = npoints / scan_t
+    loop_rate = npoints / loop_t
+    overhead_us = (scan_t - loop_t) / npoints * 1e6
+    emit(
+        "points_per_second",
+        rate,
+        "points/s",
+        loop_rate,
+        10_000,
+        f"ascan {npoints} points, 8 counters, published to Redis: {rate:,.0f} points/s "
+        f"(plain loop of the same device calls: {loop_rate:,.0f} points/s)",
+    )
+    emit(
+        "engine_overhead_per_point",
+        overhead_us,
+        "us",
+        loop_t / npoints * 1e6,
+        80,
+        f"engine + publishing overhead: {overhead_us:.1f} µs per point "
+        f"(device calls alone: {loop_t / npoints * 1e6:.1f} µs per point)",
+    )
+    # Without publishing: the engine and the scans layer alone.
+    local = ScanContext(session="bench", redis=None, output=None, motors=lambda: [m1])
+    local_t = min([await scan_once(m1, sim, npoints, local) for _ in range(2)])
+    emit(
+        "points_per_second_unpublished",
+        npoints / local_t,
+        "points/s",
+        loop_rate,
+        10_000,
+        f"same ascan kept in memory (no Redis): {npoints / local_t:,.0f} points/s",
+    )
+
+
+async def over_transports(npoints: int, redis_url: Any) -> None:
+    """The serial motor controller on a pty and the TCP scaler, when they exist."""
+    try:
+        from blissng.testing.simulators import real_transport_devices  # type: ignore[attr-defined]
+    except ImportError:
+        print(
+            "real transports: the simulator servers are not available in this tree; "
+            "figure 2 not measured"
+        )
+        return
+    async with real_transport_devices() as (motor, scaler):
+        context = ScanContext(session="bench", redis=redis_url, output=None, motors=lambda: [motor])
+        await scan_once(motor, scaler, 10, context)
+        loop_t = await plain_loop(motor, scaler, npoints)
+        scan_t = await scan_once(motor, scaler, npoints, context)
+        emit(
+            "points_per_second_real_transports",
+            npoints / scan_t,
+            "points/s",
+            npoints / loop_t,
+            0,
+            f"ascan over pty motor + TCP scaler: {npoints / scan_t:,.0f} points/s "
+            f"(plain loop over the same transports: {npoints / loop_t:,.0f} points/s)",
+        )
+
+
+async def main(npoints: int) -> None:
+    with redis_stack(Path(tempfile.mkdtemp(prefix="blissng-bench-"))) as stack:
+        try:
+            await in_process(npoints, stack.urls)
+            await over_transports(max(50, npoints // 50), stack.urls)
+        finally:
+            await close_shared_clients()
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
