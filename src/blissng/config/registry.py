@@ -25,4 +25,5 @@ CLASSES: dict[str, str] = {
     "SimTriggerBox": "blissng.sim.trigger:SimTriggerBox",
     "SimGoodDevice": "blissng.sim.streaming:SimGoodDevice",
     "SimBadDevice": "blissng.sim.streaming:SimBadDevice",
+    "MeasurementGroup": "blissng.scans.measurement_group:MeasurementGroup",  # owner: scans
 }
