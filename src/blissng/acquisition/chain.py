@@ -13,7 +13,8 @@ scan's task group. The run:
    pause conditions), per-iteration presets, per-point prepare/start of the nodes that are
    not ``*_once``, ``top.trigger()`` (which cascades down the tree), ``wait_ready`` of every
    node, a last look at the pause conditions (repeat the point if one fired), then ``commit``
-   of the point into the channels and the point callbacks;
+   of the point and the point callbacks; committed points are emitted into the channels in
+   batches (``flush``) at least every ``FLUSH_INTERVAL``, before a pause and at the end;
 5. always, in a shielded scope with a deadline: presets ``before_stop``, ``stop`` of every
    node (masters first, all of them even if some fail), presets ``after_stop``, and the end of
    every channel (sinks seal their streams).
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: The hot loop yields to the event loop at least this often (seconds of work).
 CHECKPOINT_INTERVAL = 0.001
+#: Committed points are emitted into the channels at least this often (seconds).
+FLUSH_INTERVAL = 0.01
 
 
 def _overrides(node: AcquisitionNode, method: str) -> bool:
@@ -182,9 +185,16 @@ class AcquisitionChain:
             for node in level:
                 if node.has_reading:
                     tg.start_soon(node.reading, name=f"{node.name} reading")
+        masters = [n for n in self._nodes if isinstance(n, AcquisitionMaster)]
+        for master in masters:
+            master.start_workers(tg)
         await self._presets("after_start")
         control._set_state(ScanState.RUNNING)
-        await self._iterate(control, deepest_first)
+        try:
+            await self._iterate(control, deepest_first)
+        finally:
+            for master in masters:
+                master.close_workers()
         control._set_state(ScanState.STOPPING)
 
     async def _iterate(
@@ -197,6 +207,7 @@ class AcquisitionChain:
         ready_calls = [n.wait_ready for n in nodes if _overrides(n, "wait_ready")]
         committers = [n for n in reversed(nodes) if _overrides(n, "commit")]
         commit_calls = [n.commit for n in committers]
+        flush = self._flush
         before = [p for p in self.presets if p.overrides("before_iteration")]
         after = [p for p in self.presets if p.overrides("after_iteration")]
         conditions = control.pause_conditions
@@ -205,7 +216,7 @@ class AcquisitionChain:
         iterations = top.iterations
         checkpoint = anyio.lowlevel.checkpoint
         clock = time.perf_counter
-        last_yield = clock()
+        last_yield = last_flush = clock()
         index = 0
         first = True
         while iterations == 0 or index < iterations:
@@ -214,10 +225,12 @@ class AcquisitionChain:
                 await checkpoint()
                 last_yield = clock()
             if control._pause_requested:
+                await flush()
                 await control._wait_resumed()
             if conditions:
                 holding = await control._first_holding()
                 if holding is not None:
+                    await flush()
                     await control._wait_conditions_clear(holding)
             for preset in before:
                 await self._preset(preset, "before_iteration", index)
@@ -237,6 +250,7 @@ class AcquisitionChain:
                         node.discard()
                     control.repeated_points += 1
                     log.warning("point %d interrupted by %s: it will be repeated", index, holding)
+                    await flush()
                     await control._wait_conditions_clear(holding)
                     continue
             if callbacks:
@@ -244,13 +258,22 @@ class AcquisitionChain:
                 for node in committers:
                     values.update(node.pending_values())
             for commit in commit_calls:
-                await commit()
+                commit()
             control.point_index = index + 1
+            if clock() - last_flush >= FLUSH_INTERVAL:
+                await flush()
+                last_flush = clock()
             if callbacks:
                 control._notify_point(index, values)
             for preset in after:
                 await self._preset(preset, "after_iteration", index)
             index += 1
+        await flush()
+
+    async def _flush(self) -> None:
+        """Emit every node's committed points into its channels."""
+        for node in self._nodes:
+            await node.flush()
 
     async def _preset(self, preset: ChainPreset, phase: str, *args: object) -> None:
         try:
@@ -293,6 +316,12 @@ class AcquisitionChain:
                         await self._preset(preset, "after_stop")
                     except Exception as exc:
                         stop_errors.append(exc)
+            for node in self._nodes:  # points committed before an error or abort are good
+                try:
+                    await node.flush()
+                except Exception as exc:
+                    log.exception("flushing %s failed", node.name)
+                    stop_errors.append(exc)
             for channel in self.channels:
                 try:
                     await channel.end()

@@ -68,10 +68,12 @@ class MotorStepMaster(AcquisitionMaster):
         ]
         self._index = 0
         self._pending: list[float] | None = None
+        self._committed: list[list[float]] = []
 
     def reset(self) -> None:
         self._index = 0
         self._pending = None
+        self._committed = []
 
     async def _move(self, targets: Sequence[float]) -> None:
         axes = self.axes
@@ -101,17 +103,23 @@ class MotorStepMaster(AcquisitionMaster):
         if self.stab_time > 0:
             await anyio.sleep(self.stab_time)
         self._pending = [axis.position for axis in self.axes]
-        await self.trigger_slaves()
-        await self.read_slaves()
+        await self.acquire_children()
 
-    async def commit(self) -> None:
+    def commit(self) -> None:
         pending = self._pending
-        if pending is None:
+        if pending is not None:
+            self._pending = None
+            self._committed.append(pending)
+            self._index += 1
+
+    async def flush(self) -> None:
+        committed = self._committed
+        if not committed:
             return
-        self._pending = None
-        for channel, value in zip(self._channels, pending, strict=True):
-            await channel.emit(value)
-        self._index += 1
+        self._committed = []
+        columns = np.array(committed, dtype=float)  # (n, naxes)
+        for j, channel in enumerate(self._channels):
+            await channel.emit(columns[:, j])
 
     def discard(self) -> None:
         self._pending = None  # the same index is moved to again
@@ -163,11 +171,13 @@ class SoftwareTimerMaster(AcquisitionMaster):
         )
         self._t0 = 0.0
         self._pending: tuple[float, float] | None = None
+        self._committed: list[tuple[float, float]] = []
         self._counted = 0
 
     def reset(self) -> None:
         self._t0 = time.perf_counter()
         self._pending = None
+        self._committed = []
         self._counted = 0
 
     async def start(self) -> None:
@@ -179,22 +189,31 @@ class SoftwareTimerMaster(AcquisitionMaster):
             await anyio.sleep(self.sleep_time)
         t0 = time.perf_counter()
         epoch = time.time()
-        await self.trigger_slaves()
         if self.count_time > 0:
-            remaining = self.count_time - (time.perf_counter() - t0)
-            if remaining > 0:
+            until = t0 + self.count_time
+            await self.acquire_children(until)
+            remaining = until - time.perf_counter()
+            if remaining > 0:  # no software child counted the time
                 await anyio.sleep(remaining)
-        await self.read_slaves()
+        else:
+            await self.acquire_children()
         self._pending = (t0 - self._t0, epoch)
 
-    async def commit(self) -> None:
+    def commit(self) -> None:
         pending = self._pending
-        if pending is None:
+        if pending is not None:
+            self._pending = None
+            self._committed.append(pending)
+            self._counted += 1
+
+    async def flush(self) -> None:
+        committed = self._committed
+        if not committed:
             return
-        self._pending = None
-        await self._elapsed.emit(pending[0])
-        await self._epoch.emit(pending[1])
-        self._counted += 1
+        self._committed = []
+        columns = np.array(committed, dtype=float)  # (n, 2)
+        await self._elapsed.emit(columns[:, 0])
+        await self._epoch.emit(columns[:, 1])
 
     def discard(self) -> None:
         self._pending = None
@@ -251,12 +270,11 @@ class HardwareTriggerMaster(AcquisitionMaster):
             raise self.error("prepare", exc) from exc
 
     async def trigger(self) -> None:
-        await self.trigger_slaves()  # software children, if any, count once
         try:
             await self.source.start_pulses()
         except Exception as exc:
             raise self.error("trigger", exc) from exc
-        await self.read_slaves()
+        await self.acquire_children()  # software children, if any, count once
 
     async def wait_ready(self) -> None:
         try:

@@ -30,7 +30,8 @@ class AcquirableSlave(AcquisitionSlave):
 
     Software mode: ``trigger`` -> ``device.trigger()``; ``read`` -> ``device.read()`` (polled
     until the point arrives, at most ``read_timeout`` after the count time); the point stays
-    pending until the chain commits it.
+    pending until the chain commits it. ``read`` must return arrays the device does not modify
+    afterwards (committed points are kept until the next flush).
     Hardware mode: ``start`` arms the device, and the ``reading`` loop started once per scan
     polls ``device.read()`` every ``poll_interval`` and emits whatever arrived, until
     ``npoints`` points (``npoints * frames_per_trigger``) have been read.
@@ -88,6 +89,7 @@ class AcquirableSlave(AcquisitionSlave):
                     f"{device.name} has no counter {', '.join(sorted(missing))} (it has {known})"
                 )
         self._pending: Mapping[str, np.ndarray] | None = None
+        self._committed: list[Mapping[str, np.ndarray]] = []
         self.points_read = 0
         self.done: anyio.Event | None = None
 
@@ -120,6 +122,7 @@ class AcquirableSlave(AcquisitionSlave):
         self.done = anyio.Event()
         self.points_read = 0
         self._pending = None
+        self._committed = []
 
     async def prepare(self) -> None:
         try:
@@ -184,17 +187,28 @@ class AcquirableSlave(AcquisitionSlave):
             raise self.error("stop", exc) from exc
 
     # -- software points ----------------------------------------------------------------------
-    async def commit(self) -> None:
+    def commit(self) -> None:
         data = self._pending
-        if data is None:
+        if data is not None:
+            self._pending = None
+            self._committed.append(data)
+            self.points_read += 1
+
+    async def flush(self) -> None:
+        committed = self._committed
+        if not committed:
             return
-        self._pending = None
+        self._committed = []
         try:
-            for key, channel in self._keys:
-                await channel.emit(data[key])
+            if len(committed) == 1:
+                data = committed[0]
+                for key, channel in self._keys:
+                    await channel.emit(data[key])
+            else:
+                for key, channel in self._keys:
+                    await channel.emit(np.concatenate([data[key] for data in committed]))
         except KeyError as exc:
             raise self.error("read", f"read() returned no counter {exc}") from None
-        self.points_read += 1
 
     def discard(self) -> None:
         self._pending = None
