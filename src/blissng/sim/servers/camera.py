@@ -1,0 +1,116 @@
+"""A simulated camera that saves its frames to HDF5 files and reports references
+``(file, dataset, index)``: pixels never travel through the control system."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import h5py
+import numpy as np
+
+from blissng.sim.servers.base import Client, SimError, expect_args
+from blissng.sim.servers.detector import TriggeredDetector
+from blissng.sim.servers.peaks import peak_rate
+from blissng.sim.servers.spec import CameraSpec
+
+DATASET = "/entry/data/data"
+
+
+class CameraSim(TriggeredDetector):
+    kind = "camera"
+
+    def __init__(self, name: str, spec: CameraSpec, host: Any) -> None:
+        super().__init__(name, spec, host)
+        y, x = np.mgrid[0 : spec.height, 0 : spec.width]
+        sx, sy, sigma, height = spec.spot
+        self.image = spec.background + height * np.exp(
+            -0.5 * (((x - sx) / sigma) ** 2 + ((y - sy) / sigma) ** 2)
+        )
+        self.np_rng = np.random.default_rng(None if host.spec.seed is None else host.spec.seed)
+        self.directory = host.directory / "camera"
+        self.prefix = name
+        self.file: Path | None = None
+        self._h5: h5py.File | None = None
+        self.commands.update(
+            {
+                "*IDN?": lambda a, c: f"SIMCAM {spec.width} {spec.height} 1.0",
+                "?SIZE": lambda a, c: f"{spec.width} {spec.height}",
+                "SAVE": self.c_save,
+                "?FILE": lambda a, c: str(self.file) if self.file else "",
+            }
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        self.directory = self.host.directory / "camera"
+        self.prefix = self.name
+        self.file = None
+
+    def c_save(self, args: list[str], client: Client) -> str:
+        expect_args(args, 2)
+        if self.status != "IDLE":
+            raise SimError(10, f"cannot change the saving while {self.status}")
+        self.directory = Path(args[0])
+        self.prefix = args[1]
+        return "OK"
+
+    def _open_file(self) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        number = 1
+        while (self.directory / f"{self.prefix}_{number:04d}.h5").exists():
+            number += 1
+        path = self.directory / f"{self.prefix}_{number:04d}.h5"
+        shape = (self.npoints, self.spec.height, self.spec.width)
+        h5 = h5py.File(path, "w", libver="latest")
+        h5.create_dataset(
+            DATASET,
+            shape=(0, self.spec.height, self.spec.width),
+            maxshape=(None if self.npoints == 0 else shape[0], *shape[1:]),
+            chunks=(1, *shape[1:]),
+            dtype="<u2",
+        )
+        h5.swmr_mode = True
+        self._h5 = h5
+        return path
+
+    async def acquisition_started(self) -> None:
+        try:
+            self.file = await anyio.to_thread.run_sync(self._open_file)
+        except OSError as exc:
+            raise SimError(10, f"cannot create a file in {self.directory}: {exc}") from exc
+
+    def _write(self, frame: np.ndarray) -> None:
+        assert self._h5 is not None
+        dataset = self._h5[DATASET]
+        n = dataset.shape[0]
+        dataset.resize(n + 1, axis=0)
+        dataset[n] = frame
+        dataset.flush()
+
+    async def acquire_point(self, t0: float, t1: float) -> None:
+        factor = 1.0
+        if self.spec.scale is not None and self.spec.motors:
+            motors = self.host.simulator_named(self.spec.motors)
+            positions = motors.real_positions(0.5 * (t0 + t1)) if motors else {}
+            factor = peak_rate(self.spec.scale, positions) / max(
+                self.spec.scale.height + self.spec.scale.background, 1e-12
+            )
+        expected = self.image * factor * (t1 - t0)
+        frame = np.minimum(self.np_rng.poisson(expected), 65535).astype("<u2")
+        await anyio.to_thread.run_sync(self._write, frame)
+        self.points.append(len(self.points))
+
+    def _close(self) -> None:
+        h5, self._h5 = self._h5, None
+        if h5 is not None:
+            h5.close()
+
+    async def acquisition_ended(self) -> None:
+        await anyio.to_thread.run_sync(self._close)
+
+    def format_read_at(self, first: int, points: list[Any]) -> str:
+        return f"{len(points)} {first} {DATASET} {os.fspath(self.file) if self.file else ''}"
