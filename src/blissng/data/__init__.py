@@ -19,6 +19,7 @@ from .memory import MemoryGuard, MemoryStatus, acknowledge, check_can_start_scan
 from .numbering import allocate_scan_number
 from .publisher import PublisherOptions, PublisherStatus, ScanPublisher
 from .reader import ChannelCursor, ChannelView, DataStore, ScanCursor, ScanView
+from .sync import SyncChannelView, SyncDataStore, SyncScanView
 
 __all__ = [
     "ChannelCursor",
@@ -41,6 +42,9 @@ __all__ = [
     "ScanNotFound",
     "ScanPublisher",
     "ScanView",
+    "SyncChannelView",
+    "SyncDataStore",
+    "SyncScanView",
     "WillNeverCome",
     "acknowledge",
     "allocate_scan_number",

@@ -339,6 +339,13 @@ class ScanPublisher:
         seq = len(self._states)
         await self._wait_for(lambda: self._states_sent >= seq)
 
+    async def flushed(self) -> None:
+        """Returns once every point put so far is in Redis (a synchronisation point for tests
+        and for a scan that wants its data visible before it goes on)."""
+        self._check_open()
+        targets = [(ch, ch.next_index) for ch in self._channels.values()]
+        await self._wait_for(lambda: all(ch.pending_index >= n for ch, n in targets))
+
     async def close(self, end_reason: str = "success", error: str | None = None) -> None:
         """Seal every stream (open channels with what was published), write the end.
 

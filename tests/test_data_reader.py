@@ -1,0 +1,318 @@
+"""The reader API: DataStore, ScanView, ChannelView, cursors, errors, fallbacks, sync facade."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import anyio
+import numpy as np
+import pytest
+import redis.asyncio as aredis
+
+from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.data import (
+    DataGone,
+    DataStore,
+    EndOfData,
+    NotYetAvailable,
+    ScanDocument,
+    ScanNotFound,
+    ScanPublisher,
+    SyncDataStore,
+    acknowledge,
+    register_fallback,
+    unregister_fallback,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def doc(number: int = 1, session: str = "demo", **kw) -> ScanDocument:
+    return ScanDocument(session=session, number=number, name="loopscan", dataset="ds", **kw)
+
+
+async def publish(url: str, values: dict[str, np.ndarray], step: int = 4, **doc_kw):
+    """Publish a whole scan; return the publisher."""
+    channels = [Channel(ChannelSpec(name, v.dtype.str, v.shape[1:])) for name, v in values.items()]
+    async with ScanPublisher(url, doc(**doc_kw), channels) as pub:
+        n = len(next(iter(values.values())))
+        for start in range(0, n, step):
+            for ch in channels:
+                await ch.emit(values[ch.name][start : start + step])
+            await pub.flushed()
+        await pub.close()
+    return pub
+
+
+async def test_random_access(redis_urls):
+    values = {
+        "x": np.arange(50, dtype="<f8"),
+        "spectrum": np.arange(50 * 8, dtype="<i4").reshape(50, 8),
+    }
+    pub = await publish(redis_urls.data, values, step=7)
+    async with DataStore(redis_urls.data) as store:
+        scan = await store.get_scan(pub.scan_id)
+        assert (scan.session, scan.number, scan.name, scan.state) == (
+            "demo",
+            1,
+            "loopscan",
+            "closed",
+        )
+        assert scan.end_reason == "success" and scan.error is None
+        x, spectrum = scan["x"], scan["spectrum"]
+        assert await x.length() == 50 and await x.sealed()
+        assert await x[0] == 0.0
+        assert await x[13] == 13.0  # inside an entry of 7 points
+        assert await x[-1] == 49.0
+        np.testing.assert_array_equal(await x[5:23], values["x"][5:23])  # across entries
+        np.testing.assert_array_equal(await x[::10], values["x"][::10])
+        np.testing.assert_array_equal(await x[40:100], values["x"][40:])  # cut at the seal
+        np.testing.assert_array_equal(await spectrum[3], values["spectrum"][3])
+        np.testing.assert_array_equal(await spectrum[10:20], values["spectrum"][10:20])
+        assert (await spectrum[10:20]).shape == (10, 8)
+        with pytest.raises(EndOfData, match="50 points"):
+            await x[50]
+        with pytest.raises(EndOfData):
+            await x[60:70]
+        with pytest.raises(KeyError, match="no channel 'y'"):
+            scan["y"]
+
+
+async def test_not_yet_available_then_arrives(redis_urls):
+    channel = Channel(ChannelSpec("x", "float64"))
+    async with DataStore(redis_urls.data) as store:
+        async with ScanPublisher(redis_urls.data, doc(), [channel]) as pub:
+            scan = await store.get_scan(pub.scan_id)
+            with pytest.raises(NotYetAvailable):
+                await scan["x"][0]
+            await channel.emit([1.0, 2.0, 3.0])
+            await pub.flushed()
+            assert await scan["x"][2] == 3.0
+            with pytest.raises(NotYetAvailable, match="point 3"):
+                await scan["x"][3]
+            with pytest.raises(NotYetAvailable):
+                await scan["x"][1:5]
+            await pub.close()
+        with pytest.raises(EndOfData):
+            await scan["x"][3]
+
+
+async def test_trimmed_and_expired_data_is_gone_unless_a_file_has_it(redis_urls):
+    values = {"x": np.arange(40, dtype="<f8")}
+    pub = await publish(redis_urls.data, values, step=5)
+    client = aredis.Redis.from_url(redis_urls.data)
+    try:
+        # the writer has 20 points on disk; data up to there is trimmed (XTRIM MINID)
+        await acknowledge(client, pub.scan_id, {"x": 20})
+        await client.xtrim(pub.stream_keys["x"], minid="20-1", approximate=False)
+        async with DataStore(redis_urls.data) as store:
+            scan = await store.get_scan(pub.scan_id)
+            with pytest.raises(DataGone, match="trimmed"):
+                await scan["x"][3]
+            with pytest.raises(DataGone):
+                await scan["x"][15:25]
+            np.testing.assert_array_equal(await scan["x"][20:30], values["x"][20:30])
+            cursor = scan["x"].cursor()
+            with pytest.raises(DataGone, match="trimmed"):
+                await cursor.read(timeout=1)
+
+            # A file reader (the writer registers one) fills in what Redis lost.
+            class FileReader:
+                calls: list = []
+
+                async def scan_document(self, scan_id):
+                    return scan.document if scan_id == scan.id else None
+
+                async def read(self, document, channel, start, stop):
+                    self.calls.append((document["id"], channel, start, stop))
+                    return values[channel][start:stop]
+
+            reader = FileReader()
+            register_fallback(reader)
+            try:
+                np.testing.assert_array_equal(await scan["x"][15:25], values["x"][15:25])
+                assert reader.calls == [(scan.id, "x", 15, 25)]
+                # the scan expires from Redis entirely
+                await client.delete(*[pub.key, f"{pub.key}:state", *pub.stream_keys.values()])
+                expired = await store.get_scan(pub.scan_id)  # from the file
+                assert expired.expired and expired.number == 1
+                np.testing.assert_array_equal(await expired["x"][0:40], values["x"])
+            finally:
+                unregister_fallback(reader)
+            with pytest.raises(ScanNotFound, match="not in the data Redis"):
+                await store.get_scan(pub.scan_id)
+            with pytest.raises(DataGone, match="expired"):
+                await scan["x"][25]
+    finally:
+        await client.aclose()
+
+
+async def test_cursors_follow_live(redis_urls):
+    a, b = Channel(ChannelSpec("a", "float64")), Channel(ChannelSpec("b", "int32", (3,)))
+    got_a: list[np.ndarray] = []
+    got_scan: dict[str, list[np.ndarray]] = {"a": [], "b": []}
+    started = anyio.Event()
+
+    async with DataStore(redis_urls.data) as store:
+
+        async def follow_channel(scan) -> None:
+            async for batch in scan["a"].cursor():
+                got_a.append(batch)
+
+        async def follow_scan(scan) -> None:
+            async for update in scan.cursor():
+                for name, batch in update.items():
+                    got_scan[name].append(batch)
+
+        async def discover() -> None:
+            async for scan in store.follow("demo"):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(follow_channel, scan)
+                    tg.start_soon(follow_scan, scan)
+                    started.set()
+                return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(discover)
+            await anyio.sleep(0.05)  # let follow() take its starting point
+            async with ScanPublisher(redis_urls.data, doc(), [a, b]) as pub:
+                await started.wait()
+                for i in range(100):
+                    await a.emit(float(i))
+                    await b.emit([i, i, i])
+                    if i % 10 == 0:
+                        await pub.flushed()
+                await pub.close()
+    np.testing.assert_array_equal(np.concatenate(got_a), np.arange(100))
+    np.testing.assert_array_equal(np.concatenate(got_scan["a"]), np.arange(100))
+    np.testing.assert_array_equal(np.concatenate(got_scan["b"])[:, 0], np.arange(100))
+    assert len(got_a) > 1
+
+
+async def test_cursor_from_the_middle_and_timeout(redis_urls):
+    channel = Channel(ChannelSpec("x", "float64"))
+    async with DataStore(redis_urls.data) as store:
+        async with ScanPublisher(redis_urls.data, doc(), [channel]) as pub:
+            await channel.emit(np.arange(10.0))
+            await pub.flushed()
+            await channel.emit(np.arange(10.0, 20.0))
+            await pub.flushed()
+            scan = await store.get_scan(pub.scan_id)
+            cursor = scan["x"].cursor(start=13)
+            np.testing.assert_array_equal(await cursor.read(timeout=5), np.arange(13.0, 20.0))
+            with anyio.fail_after(5):
+                empty = await cursor.read(timeout=0.05)
+            assert empty.shape == (0,)
+            await channel.emit([20.0])
+            np.testing.assert_array_equal(await cursor.read(timeout=5), [20.0])
+            await pub.close()
+        with pytest.raises(EndOfData, match="21 points"):
+            await cursor.read(timeout=5)
+        assert cursor.position == 21
+
+
+async def test_list_last_and_wait_state(redis_urls):
+    values = {"x": np.arange(3.0)}
+    first = await publish(redis_urls.data, values, number=1)
+    await publish(redis_urls.data, values, number=2, session="other")
+    third = await publish(redis_urls.data, values, number=3)
+    async with DataStore(redis_urls.data) as store:
+        assert [s.number for s in await store.scans()] == [1, 2, 3]
+        assert [s.number for s in await store.scans("demo")] == [1, 3]
+        assert (await store.last_scan("demo")).id == third.scan_id
+        assert (await store.last_scan("other")).number == 2
+        with pytest.raises(ScanNotFound):
+            await store.last_scan("nobody")
+        # wait_state on a closed scan returns at once; on a live one, when it gets there
+        scan = await store.get_scan(first.scan_id)
+        assert await scan.wait_state("started", timeout=5) == "closed"
+        channel = Channel(ChannelSpec("x", "float64"))
+        async with ScanPublisher(redis_urls.data, doc(4), [channel]) as pub:
+            live = await store.get_scan(pub.scan_id)
+            with pytest.raises(TimeoutError):
+                await live.wait_state("started", timeout=0.1)
+            async with anyio.create_task_group() as tg:
+                result: list[str] = []
+
+                async def waiter() -> None:
+                    result.append(await live.wait_state("started", timeout=10))
+
+                tg.start_soon(waiter)
+                await pub.set_state("started")
+            assert result == ["started"] and live.state == "started"
+            await pub.close()
+
+
+async def test_sync_facade_from_a_thread(redis_urls):
+    values = {"x": np.arange(30.0), "y": np.arange(60, dtype="<i8").reshape(30, 2)}
+    pub = await publish(redis_urls.data, values, step=4)
+
+    def script() -> None:
+        with SyncDataStore(redis_urls.data) as store:
+            scan = store.last_scan("demo")
+            assert scan.id == pub.scan_id and scan.state == "closed"
+            x = scan["x"]
+            assert len(x) == 30
+            assert x[7] == 7.0
+            np.testing.assert_array_equal(x[5:9], values["x"][5:9])
+            np.testing.assert_array_equal(scan.channels["y"][29], [58, 59])
+            with pytest.raises(EndOfData):
+                x[30]
+            np.testing.assert_array_equal(np.concatenate(list(x.cursor())), values["x"])
+            assert [s.number for s in store.scans()] == [1]
+
+    await anyio.to_thread.run_sync(script)
+
+
+FOLLOWER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from blissng.data import SyncDataStore
+
+    with SyncDataStore(sys.argv[1]) as store:
+        follow = store.follow("demo")
+        print("ready", flush=True)
+        scan = next(follow)
+        data = {"a": [], "b": []}
+        for update in scan.cursor():
+            for name, batch in update.items():
+                data[name].append(batch.tolist())
+        scan.refresh()
+        print(json.dumps({"id": scan.id, "state": scan.state, "updates": len(data["a"]),
+                          "a": sum(data["a"], []), "b": sum(data["b"], [])}), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+async def test_live_follow_from_a_second_process(redis_urls, tmp_path):
+    script = tmp_path / "follower.py"
+    script.write_text(FOLLOWER)
+    a, b = Channel(ChannelSpec("a", "float64")), Channel(ChannelSpec("b", "uint16", (2,)))
+    async with await anyio.open_process([sys.executable, str(script), redis_urls.data]) as proc:
+        assert proc.stdout is not None
+        lines = proc.stdout
+        buffer = b""
+        with anyio.fail_after(60):
+            while b"ready\n" not in buffer:
+                buffer += await lines.receive()
+        await anyio.sleep(0.1)  # the follower blocks on XREAD with its starting point taken
+        async with ScanPublisher(redis_urls.data, doc(), [a, b]) as pub:
+            for i in range(300):
+                await a.emit(i * 0.5)
+                await b.emit([i, 2 * i])
+                if i % 30 == 0:
+                    await pub.flushed()
+            await pub.close()
+        with anyio.fail_after(60):
+            while not buffer.endswith(b"}\n"):
+                buffer += await lines.receive()
+        await proc.wait()
+    result = json.loads(buffer.split(b"ready\n", 1)[1])
+    assert result["id"] == pub.scan_id
+    assert result["state"] == "closed"
+    assert result["a"] == [i * 0.5 for i in range(300)]
+    assert result["b"] == [[i, 2 * i] for i in range(300)]
