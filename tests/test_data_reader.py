@@ -120,7 +120,8 @@ async def test_trimmed_and_expired_data_is_gone_unless_a_file_has_it(redis_urls)
 
             # A file reader (the writer registers one) fills in what Redis lost.
             class FileReader:
-                calls: list = []
+                def __init__(self) -> None:
+                    self.calls: list[tuple] = []
 
                 async def scan_document(self, scan_id):
                     return scan.document if scan_id == scan.id else None
