@@ -1,0 +1,442 @@
+"""The ``blissng`` command: ``version``, ``redis``, ``serve`` and ``demo``.
+
+``serve`` and ``demo`` start Redis first (embedded servers, synchronously, in the main thread:
+see :mod:`blissng.redisdb.server`), then run one anyio event loop (:func:`run_main`) that loads
+the configuration, connects the devices and either waits for SIGTERM/SIGINT (headless: standard
+input is not a terminal, as under CI or a service manager) or runs a local Python shell. Redis
+is stopped however the loop ends.
+
+Errors print as one line (``blissng: error: ...``) with exit code 1; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import anyio.abc
+
+import blissng
+from blissng.config import Config, ConfigError
+from blissng.redisdb import RedisError, RedisStack, async_client, default_state_dir, start_redis
+from blissng.redisdb.server import find_redis_server, redis_version
+from blissng.redisdb.settings import SettingsStore
+
+log = logging.getLogger("blissng")
+
+CONNECT_TIMEOUT = 5.0
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line without traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line that says where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    parser = _Parser(
+        prog="blissng",
+        description="Beamline control and data acquisition on asyncio (a BLISS successor).",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    commands.add_parser(
+        "version", parents=[common], help="print the versions of blissng, Python and Redis"
+    )
+
+    redis = commands.add_parser(
+        "redis",
+        parents=[common],
+        help="start the embedded Redis servers in the foreground and print their URLs",
+    )
+    _state_dir_option(redis, "redis")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="start a beamline from a configuration directory",
+        description="Start Redis (embedded unless --redis), load the configuration and run "
+        "until SIGTERM/SIGINT (headless) or until the local shell exits.",
+    )
+    serve.add_argument("--config", required=True, type=Path, metavar="DIR", help="YAML tree")
+    _runtime_options(serve, "one per configuration directory")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="start the built-in simulated beamline",
+        description="Like 'serve', on the simulated beamline shipped with blissng.",
+    )
+    _runtime_options(demo, "demo")
+    return parser
+
+
+def _state_dir_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the embedded Redis keeps its files (default: {default_state_dir(default)})",
+    )
+
+
+def _runtime_options(parser: argparse.ArgumentParser, default_state: str) -> None:
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("BLISSNG_REDIS_URL") or None,
+        help="use this Redis server for everything instead of starting the embedded ones "
+        "(default: $BLISSNG_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the embedded Redis keeps its files (default: {default_state} under "
+        f"{default_state_dir('')})",
+    )
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="no local shell even on a terminal: run until SIGTERM/SIGINT",
+    )
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _setup_logging(debug)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    handler = {"version": cmd_version, "redis": cmd_redis, "serve": cmd_serve, "demo": cmd_demo}
+    try:
+        return handler[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"blissng: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, CliError | ConfigError | RedisError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+    return " ".join(text.split())
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:  # their INFO lines are noise next to ours
+        for noisy in ("asyncio", "parso", "uvicorn.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------- version
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"blissng {blissng.__version__}")
+    print(f"python {sys.version.split()[0]} ({sys.executable})")
+    try:
+        binary = find_redis_server()
+        version = ".".join(map(str, redis_version(binary)))
+        print(f"redis-server {version} ({binary})")
+    except RedisError as exc:
+        print(f"redis-server: {exc}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- redis
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    """Embedded servers in the foreground until SIGTERM/SIGINT, or until one of them dies."""
+    state_dir = args.state_dir or default_state_dir("redis")
+    stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+    with _redis(state_dir, None) as stack:
+        print(f"settings: {stack.urls.settings}")
+        print(f"data: {stack.urls.data}")
+        print(f"state: {state_dir}", flush=True)
+        log.info("Redis ready; stop with Ctrl-C or SIGTERM")
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+        try:
+            while True:
+                received = signal.sigwait(stopping)
+                if received != signal.SIGCHLD:
+                    log.info("%s: stopping Redis", signal.Signals(received).name)
+                    return 0
+                dead = [p for p in stack.processes if p.process.poll() is not None]
+                if dead:
+                    raise CliError(
+                        f"redis-server ({dead[0].role}) exited with code "
+                        f"{dead[0].process.returncode}; see {dead[0].logfile}"
+                    )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def _redis(state_dir: Path, url: str | None) -> Iterator[RedisStack]:
+    started = time.perf_counter()
+    stack = start_redis(state_dir, url=url)
+    try:
+        where = "embedded" if stack.embedded else f"external ({url})"
+        log.debug("Redis %s in %.3f s", where, time.perf_counter() - started)
+        yield stack
+    finally:
+        stack.stop()
+
+
+# ---------------------------------------------------------------------------- serve, demo
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config_dir = _checked_config_dir(args.config)
+    digest = hashlib.sha1(str(config_dir).encode()).hexdigest()[:8]
+    state_dir = args.state_dir or default_state_dir(f"{config_dir.name}-{digest}")
+    return _serve(args, config_dir, state_dir)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or default_state_dir("demo")
+    with demo_config_dir() as config_dir:
+        return _serve(args, config_dir, state_dir)
+
+
+def _checked_config_dir(path: Path) -> Path:
+    path = path.expanduser()
+    if not path.exists():
+        raise CliError(f"configuration directory {path} does not exist (--config DIR)")
+    if not path.is_dir():
+        raise CliError(f"--config {path} is not a directory")
+    return path.resolve()
+
+
+@contextlib.contextmanager
+def demo_config_dir() -> Iterator[Path]:
+    """The simulated beamline's configuration shipped in :mod:`blissng.demo`.
+
+    ``blissng.demo.CONFIG_DIR`` if the demo package names one, else its ``config/``
+    directory, else the package directory itself if it holds YAML files; an empty directory
+    if there is no demo configuration yet.
+    """
+    import blissng.demo as demo
+
+    package = Path(demo.__file__).parent
+    candidates = [getattr(demo, "CONFIG_DIR", None), package / "config", package]
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        path = Path(candidate)
+        if path.is_dir() and any(path.rglob("*.y*ml")):
+            yield path
+            return
+    with tempfile.TemporaryDirectory(prefix="blissng-demo-") as empty:
+        log.warning("no demo configuration found in %s: starting with none", package)
+        yield Path(empty)
+
+
+class _Stop(BaseException):
+    """SIGTERM/SIGINT before the event loop listens for them: unwind, stopping Redis."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signum)
+
+
+def _serve(args: argparse.Namespace, config_dir: Path, state_dir: Path) -> int:
+    interactive = sys.stdin.isatty() and not args.headless
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
+    try:
+        with _redis(state_dir, args.redis) as stack:
+            anyio.run(run_main, args, stack, config_dir, interactive)
+    except _Stop as stop:
+        log.info("%s during start-up: stopping", signal.Signals(stop.signum).name)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("stopped")
+    return 0
+
+
+async def run_main(
+    args: argparse.Namespace, stack: RedisStack, config_dir: Path, interactive: bool
+) -> None:
+    """The process's runtime, on the event loop; Redis is already running (``stack``).
+
+    Loads the configuration, connects its objects, logs ``ready``, then runs until
+    SIGTERM/SIGINT (headless) or until the local shell exits (SIGTERM/SIGHUP also stop it).
+    """
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        if interactive:
+            await tg.start(_stop_on_signals, tg.cancel_scope, (signal.SIGTERM, signal.SIGHUP))
+            await tg.start(_ignore_sigint)
+        else:
+            await tg.start(_stop_on_signals, tg.cancel_scope, (signal.SIGTERM, signal.SIGINT))
+
+        settings_client = async_client(stack.urls.settings)
+        objects: dict[str, Any] = {}
+        try:
+            config = await Config.open(config_dir, settings=SettingsStore(settings_client))
+            objects = build_objects(config)
+            await connect_objects(objects)
+            namespace: dict[str, Any] = {"config": config, **objects}
+
+            # --------------------------------------------------------------------------
+            # Sessions start here (blissng.session.Server, a later issue): it takes
+            # `config`, `stack.urls` and the `sessions:` section (config.section(
+            # "sessions")), runs in this task group `tg`, and the local shell attaches to
+            # one of its sessions instead of `namespace`. The web app and the writer's
+            # supervisor start beside it.
+            # --------------------------------------------------------------------------
+
+            log.info(
+                "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
+                time.perf_counter() - started,
+                len(objects),
+                config_dir,
+                stack.urls.settings,
+                stack.urls.data,
+            )
+            if interactive:
+                await run_local_shell(namespace, args)
+            else:
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close_objects(objects)
+                await settings_client.aclose()
+        tg.cancel_scope.cancel()
+
+
+def build_objects(config: Config) -> dict[str, Any]:
+    """Every object that builds; each failure logged as one line (the others still load)."""
+    objects = config.build_all()
+    for error in config.errors:
+        log.error("%s", error)
+    return objects
+
+
+async def connect_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> None:
+    """``await obj.connect()`` for every object that has one, concurrently, each with a
+    timeout; a failing device is logged and never prevents the others from connecting."""
+
+    async def connect(name: str, obj: Any) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                await obj.connect()
+        except TimeoutError:
+            log.error("%s: connect() did not finish within %.1f s", name, timeout)
+        except Exception as exc:
+            log.error("%s: connect() failed: %s: %s", name, type(exc).__name__, exc)
+
+    async with anyio.create_task_group() as tg:
+        for name, obj in objects.items():
+            if callable(getattr(obj, "connect", None)) and not isinstance(obj, type):
+                tg.start_soon(connect, name, obj)
+
+
+async def close_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> None:
+    """``await obj.close()`` where there is one, shielded, each with a timeout."""
+    with anyio.CancelScope(shield=True):
+        for name, obj in objects.items():
+            close = getattr(obj, "close", None)
+            if not callable(close):
+                continue
+            try:
+                with anyio.fail_after(timeout):
+                    result = close()
+                    if hasattr(result, "__await__"):
+                        await result
+            except Exception as exc:
+                log.error("%s: close() failed: %s: %s", name, type(exc).__name__, exc)
+
+
+async def _stop_on_signals(
+    scope: anyio.CancelScope,
+    signals: Sequence[signal.Signals],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    with anyio.open_signal_receiver(*signals) as received:
+        task_status.started()
+        async for signum in received:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _ignore_sigint(
+    *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """At the local shell, Ctrl-C while a command runs must not stop the whole process."""
+    with anyio.open_signal_receiver(signal.SIGINT) as received:
+        task_status.started()
+        async for _ in received:
+            log.warning("Ctrl-C: this shell cannot interrupt a command yet; Ctrl-D exits")
+
+
+async def run_local_shell(namespace: dict[str, Any], args: argparse.Namespace) -> None:
+    """A ptpython prompt on this terminal with the configuration's objects; ``await`` works.
+
+    Until blissng.shell's local console takes over (with sessions), this is the plain
+    ptpython REPL running on the event loop.
+    """
+    from ptpython.repl import embed
+
+    history = default_state_dir("history")
+    await anyio.to_thread.run_sync(lambda: history.mkdir(parents=True, exist_ok=True))
+    shell = embed(
+        globals=namespace,
+        locals=namespace,
+        history_filename=str(history / f"{args.command}.history"),
+        title=f"blissng {args.command}",
+        patch_stdout=True,
+        return_asyncio_coroutine=True,
+    )
+    assert shell is not None
+    await shell

@@ -1,0 +1,290 @@
+"""The ``blissng`` command, run as a real process: help, version, errors, headless runs."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+import blissng
+from blissng.redisdb.server import url_with_db
+
+pytestmark = pytest.mark.timeout(90)
+
+BLISSNG = Path(sys.executable).parent / "blissng"
+COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
+READY_TIMEOUT = 30.0  # demo target is 3 s; a loaded 2-core CI machine gets a wide margin
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """No external Redis from the caller's environment; state and history under tmp."""
+    environ = {k: v for k, v in os.environ.items() if k != "BLISSNG_REDIS_URL"}
+    environ["XDG_STATE_HOME"] = str(tmp_path / "xdg")
+    return environ
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_help_lists_the_commands(env):
+    result = run("--help", env=env)
+    assert result.returncode == 0
+    for command in ("version", "redis", "serve", "demo"):
+        assert command in result.stdout
+    serve = run("serve", "--help", env=env)
+    assert "--config DIR" in serve.stdout and "--redis URL" in serve.stdout
+    assert "--state-dir DIR" in serve.stdout
+
+
+def test_version(env):
+    result = run("version", env=env)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0] == f"blissng {blissng.__version__}"
+    assert "redis-server 7." in result.stdout or "redis-server 6." in result.stdout
+
+
+def test_python_dash_m_works_too(env):
+    result = subprocess.run(
+        [sys.executable, "-m", "blissng", "version"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0 and result.stdout.startswith("blissng ")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["bogus"], "blissng: error: argument COMMAND: invalid choice: 'bogus'"),
+        (["serve"], "blissng serve: error: the following arguments are required: --config"),
+        (["demo", "--nope"], "blissng: error: unrecognized arguments: --nope"),
+    ],
+)
+def test_bad_arguments_are_one_line(env, args, expected):
+    result = run(*args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(expected) and "--help" in result.stderr
+
+
+def test_no_command_prints_help(env):
+    result = run(env=env)
+    assert result.returncode == 2 and "COMMAND" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_serve_with_a_bad_config_dir(env, tmp_path, kind):
+    path = tmp_path / "nothing-here"
+    if kind == "file":
+        path.write_text("not a directory")
+    result = run("serve", "--config", str(path), "--state-dir", str(tmp_path / "s"), env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("blissng: error: ") and str(path) in line
+    assert "does not exist" in line if kind == "missing" else "not a directory" in line
+    assert not (tmp_path / "s").exists()  # nothing was started
+
+
+def test_debug_shows_the_traceback(env, tmp_path):
+    result = run("--debug", "serve", "--config", str(tmp_path / "nope"), env=env)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_unreachable_redis_is_one_line(env, tmp_path):
+    url = "unix:///nonexistent/blissng.sock"
+    result = run("serve", "--config", str(tmp_path), "--redis", url, env=env)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"blissng: error: cannot reach Redis at {url}")
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class Running:
+    """A blissng process whose stderr (the log) is read line by line with deadlines."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [*COMMAND, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        self.stream = self.process.stdout
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.stream, selectors.EVENT_READ)
+        self.buffer = b""
+        self.lines: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = READY_TIMEOUT) -> str:
+        """The first output line containing ``text``; fails at the deadline or at EOF."""
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {text!r} within {timeout} s; output: {self.lines}")
+            if not self.selector.select(remaining):
+                continue
+            chunk = os.read(self.stream.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(
+                    f"exited ({self.process.wait()}) before {text!r}; output: {self.lines}"
+                )
+            self.buffer += chunk
+            *complete, self.buffer = self.buffer.split(b"\n")
+            new = [raw.decode(errors="replace") for raw in complete]
+            self.lines.extend(new)
+            for line in new:
+                if text in line:
+                    return line
+
+    def rest(self) -> list[str]:
+        """Every remaining line, once the process has exited."""
+        tail = self.stream.read()
+        text = (self.buffer + tail).decode(errors="replace")
+        self.lines.extend(line for line in text.splitlines() if line)
+        self.buffer = b""
+        return self.lines
+
+    def redis_children(self) -> list[psutil.Process]:
+        return [
+            p for p in psutil.Process(self.process.pid).children() if "redis-server" in p.name()
+        ]
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.selector.close()
+        self.stream.close()
+
+
+@pytest.fixture
+def running(env) -> Iterator[type[Running]]:
+    started: list[Running] = []
+
+    class Tracked(Running):
+        def __init__(self, args: list[str], env: dict[str, str] = env) -> None:
+            super().__init__(args, env)
+            started.append(self)
+
+    yield Tracked
+    for proc in started:
+        proc.close()
+
+
+def assert_stopped_cleanly(proc: Running, kids: list[psutil.Process], code: int) -> None:
+    assert code == 0, proc.rest()
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    lines = proc.rest()
+    assert any("stopped" in line for line in lines)
+    assert not any("Traceback" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_headless_demo_stops_on_signal(running, tmp_path, signum):
+    demo = running(["demo", "--state-dir", str(tmp_path / "state")])
+    ready = demo.wait_for(" ready ")
+    assert "redis settings=unix://" in ready and "data=unix://" in ready
+    kids = demo.redis_children()
+    assert len(kids) == 2
+    assert_stopped_cleanly(demo, kids, demo.stop(signum))
+    assert any(signum.name in line for line in demo.lines)
+
+
+def test_headless_serve_loads_good_objects_and_reports_bad_ones(running, tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "motors.yml").write_text(
+        "- name: mot\n"
+        "  class: blissng.sim.motors:MockupController\n"
+        "  axes:\n"
+        "    - name: m1\n"
+        "- name: broken\n"
+        "  class: NoSuchClass\n"
+    )
+    (config / "bad.yml").write_text("- name: x\n  class: [oops\n")
+    serve = running(["serve", "--config", str(config), "--state-dir", str(tmp_path / "s")])
+    ready = serve.wait_for(" ready ")
+    assert "2 objects" in ready  # mot and m1
+    errors = [line for line in serve.lines if " ERROR " in line]
+    assert any("motors.yml:6: object 'broken', field 'class': unknown class" in e for e in errors)
+    assert any("bad.yml:3: invalid YAML" in e for e in errors)
+    kids = serve.redis_children()
+    assert_stopped_cleanly(serve, kids, serve.stop())
+
+
+def test_headless_serve_on_an_external_redis(running, tmp_path, redis_stack):
+    url = url_with_db(redis_stack.urls.settings, 4)
+    serve = running(["serve", "--config", str(tmp_path), "--redis", url])
+    ready = serve.wait_for(" ready ")
+    assert f"settings={url}" in ready
+    assert serve.redis_children() == []
+    assert_stopped_cleanly(serve, [], serve.stop())
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.ping()  # an external server is left running
+    finally:
+        client.close()
+
+
+def test_redis_command_runs_until_sigterm(running, tmp_path):
+    proc = running(["redis", "--state-dir", str(tmp_path / "state")])
+    settings_url = proc.wait_for("settings: ").split("settings: ", 1)[1]
+    data_url = proc.wait_for("data: ").split("data: ", 1)[1]
+    proc.wait_for("Redis ready")
+    for url in (settings_url, data_url):
+        client = redis.Redis.from_url(url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+    kids = proc.redis_children()
+    assert len(kids) == 2
+    assert proc.stop() == 0
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_redis_command_fails_when_a_server_dies(running, tmp_path):
+    proc = running(["redis", "--state-dir", str(tmp_path / "state")])
+    proc.wait_for("Redis ready")
+    data = [k for k in proc.redis_children() if "data" in " ".join(k.cmdline())]
+    assert len(data) == 1
+    data[0].kill()
+    assert proc.process.wait(30) == 1
+    assert any("blissng: error: redis-server (data) exited" in line for line in proc.rest())
+
+
+def test_sigterm_during_start_up_still_stops_cleanly(running, tmp_path):
+    """Whether the signal lands before the event loop listens or after, Redis is stopped."""
+    demo = running(["--debug", "demo", "--state-dir", str(tmp_path / "state")])
+    demo.wait_for("Redis embedded in")  # logged right after the servers answer
+    kids = demo.redis_children()
+    assert len(kids) == 2
+    assert_stopped_cleanly(demo, kids, demo.stop())
