@@ -59,6 +59,7 @@ class ScanTable:
         self._data: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         self._lengths = dict.fromkeys(self.columns, 0)
         self._printed = 0
+        self._seen: dict[str, int] = {}
         self._t0 = time.monotonic()
         self.title = title
 
@@ -68,6 +69,11 @@ class ScanTable:
         self.output.flush()
 
     def add(self, batches: Mapping[str, np.ndarray]) -> None:
+        if not self.columns:  # nothing to tabulate (spectra, images): count points
+            for name, batch in batches.items():
+                self._seen[name] = self._seen.get(name, 0) + len(batch)
+            self._printed = min(self._seen.values()) if self._seen else 0
+            return
         for name, batch in batches.items():
             if name in self._data and len(batch):
                 self._data[name].append(np.asarray(batch).reshape(-1))
@@ -134,9 +140,7 @@ async def follow_scan(view: Any, output: Output, *, timeout: float = 0.2) -> Sca
         npoints=info.get("npoints"),
     )
     table.header()
-    if not columns:
-        return table
-    cursor = view.cursor(columns)
+    cursor = view.cursor(columns or None)
     while not cursor.finished:
         table.add(await cursor.read(timeout=timeout))
     return table
