@@ -1,0 +1,220 @@
+"""The Starlette app: the browser client, console websockets, live-plot websockets.
+
+Composable, because the server adds its JSON API (``blissng.web.api``) to the same app::
+
+    hub = ShellHub(log_dir=...)
+    security = WebSecurity.create(allowed_origins=[...])
+    app = create_app(hub, security=security, routes=api_routes, data_url=urls.data)
+
+or, to build an app of one's own, ``shell_routes(hub, security, ...)`` gives the routes and
+``security_middleware``-free checks are inside each endpoint (websockets) or
+:func:`require_token` (HTTP). ``create_app`` enters the hub in the app's lifespan when nobody
+else runs it, and adds ``sessions`` given up front.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from blissng.shell.consoles import ShellHub
+from blissng.shell.session import ShellSession
+
+from .consoles import ConnectionLimit, serve_console
+from .security import COOKIE_NAME, Refused, WebSecurity
+
+VENDOR_FILES = ("xterm.js", "xterm.css", "addon-fit.js", "uPlot.iife.min.js", "uPlot.min.css")
+
+
+def static_dir() -> Path:
+    """The client's files inside the installed package (``make webshell`` copies the npm
+    packages into ``static/vendor``)."""
+    return Path(str(resources.files("blissng.web") / "static"))
+
+
+def missing_vendor_files(directory: Path | None = None) -> list[str]:
+    vendor = (directory or static_dir()) / "vendor"
+    return [name for name in VENDOR_FILES if not (vendor / name).is_file()]
+
+
+def _refusal_page(reason: str) -> HTMLResponse:
+    body = (
+        "<!doctype html><title>blissng: access refused</title>"
+        f"<h1>Access refused</h1><p>{html.escape(reason)}</p>"
+    )
+    return HTMLResponse(body, status_code=403)
+
+
+def require_token(security: WebSecurity, request: Request) -> Response | None:
+    """None when the HTTP request may go on; else the refusal to send."""
+    try:
+        security.check_http(request.query_params, request.headers, request.cookies)
+    except Refused as exc:
+        return (
+            _refusal_page(exc.reason)
+            if exc.status == 403
+            else PlainTextResponse(exc.reason, status_code=exc.status)
+        )
+    return None
+
+
+async def _check_websocket(security: WebSecurity, websocket: WebSocket) -> bool:
+    """Refuse the handshake (HTTP 403 with the reason) unless Host, Origin, token are OK."""
+    try:
+        security.check_websocket(websocket.query_params, websocket.headers, websocket.cookies)
+    except Refused as exc:
+        response = PlainTextResponse(exc.reason, status_code=exc.status)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=1008, reason=exc.reason[:120])
+        return False
+    return True
+
+
+def shell_routes(
+    hub: ShellHub,
+    security: WebSecurity,
+    *,
+    max_connections: int = 64,
+    data_url: str | None = None,
+    static: Path | None = None,
+) -> list[BaseRoute]:
+    """The web shell's routes: page, sessions list, console and plot websockets, static."""
+    limit = ConnectionLimit(max_connections)
+    static = static or static_dir()
+
+    async def index(request: Request) -> Response:
+        refusal = require_token(security, request)
+        if refusal is not None:
+            return refusal
+        token = request.query_params.get("token")
+        if token:  # exchange the token for a cookie, and drop it from the address bar
+            response: Response = RedirectResponse(url=request.url.path, status_code=303)
+            response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="strict")
+            return response
+        missing = missing_vendor_files(static)
+        if missing:
+            return PlainTextResponse(
+                f"the browser client's files are missing ({', '.join(missing)}): "
+                "run `make webshell` (npm install) in the blissng source tree",
+                status_code=500,
+            )
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    async def sessions(request: Request) -> Response:
+        refusal = require_token(security, request)
+        if refusal is not None:
+            return refusal
+        return JSONResponse(
+            {
+                "sessions": [
+                    {
+                        "name": name,
+                        "consoles": [c.status() for c in consoles.consoles.values()],
+                    }
+                    for name, consoles in sorted(hub.sessions.items())
+                ]
+            }
+        )
+
+    async def console_ws(websocket: WebSocket) -> None:
+        if await _check_websocket(security, websocket):
+            await serve_console(websocket, hub, limit, websocket.path_params["session"])
+
+    async def plot_ws(websocket: WebSocket) -> None:
+        if not await _check_websocket(security, websocket):
+            return
+        from .plots import serve_plot
+
+        await serve_plot(websocket, hub, websocket.path_params["session"], data_url)
+
+    return [
+        Route("/", index),
+        Route("/shell/sessions", sessions),
+        WebSocketRoute("/ws/console/{session}", console_ws),
+        WebSocketRoute("/ws/plot/{session}", plot_ws),
+        Mount("/static", app=StaticFiles(directory=static), name="static"),
+    ]
+
+
+def create_app(
+    hub: ShellHub,
+    *,
+    security: WebSecurity,
+    sessions: Sequence[ShellSession] = (),
+    routes: Sequence[BaseRoute] = (),
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
+    max_connections: int = 64,
+    data_url: str | None = None,
+    static: Path | None = None,
+) -> Starlette:
+    """The web app. ``routes`` (the server's API) come before the shell's own.
+
+    ``lifespan`` is entered after the hub runs and ``sessions`` were added; the hub is entered
+    here only if nobody runs it yet (the server may own it in its own task group).
+    """
+
+    @contextlib.asynccontextmanager
+    async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if not hub.running:
+                await stack.enter_async_context(hub)
+            for session in sessions:
+                await hub.add_session(session)
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            yield
+
+    app = Starlette(
+        routes=[
+            *routes,
+            *shell_routes(
+                hub,
+                security,
+                max_connections=max_connections,
+                data_url=data_url,
+                static=static,
+            ),
+        ],
+        lifespan=app_lifespan,
+    )
+    app.state.hub = hub
+    app.state.security = security
+    return app
+
+
+def describe(security: WebSecurity, host: str, port: int) -> str:
+    """The line the server prints at start: the URL with its token."""
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        shown = "localhost"
+    return f"http://{shown}:{port}/?token={security.token}"
+
+
+__all__ = [
+    "create_app",
+    "describe",
+    "missing_vendor_files",
+    "require_token",
+    "shell_routes",
+    "static_dir",
+]

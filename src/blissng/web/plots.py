@@ -1,0 +1,139 @@
+"""The live-plot websocket: the current scan of a session, point by point, for the page.
+
+``/ws/plot/{session}`` follows the session's scans through the data layer's reader API
+(:class:`blissng.data.DataStore`), never the live scan objects: a plot sees exactly what the
+writer and any other client see. For each scan it sends a description (motors, scalar counters,
+1D channels), then batches of new points as they arrive, then the end state. Messages are
+documented in docs/webshell.md. A new scan replaces the one being followed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from blissng.shell.consoles import ShellHub
+
+from .consoles import CLOSE_NOT_FOUND, Sender, _close
+
+POINTS_PER_MESSAGE = 5000
+
+
+def describe_scan(scan: Any) -> dict[str, Any]:
+    """What the page needs to set up a plot, from a ``ScanView``'s document."""
+    doc = scan.info
+    channels: dict[str, Any] = doc.get("channels", {})
+    motors = [m.get("name") for m in doc.get("motors", []) if m.get("name") in channels]
+    scalars = [
+        name
+        for name, ch in channels.items()
+        if ch.get("kind", "data") == "data" and not ch.get("shape") and name not in motors
+    ]
+    spectra = [
+        name
+        for name, ch in channels.items()
+        if ch.get("kind", "data") == "data" and len(ch.get("shape") or []) == 1
+    ]
+    images = [name for name, ch in channels.items() if ch.get("kind") == "reference"]
+    return {
+        "id": doc.get("id", getattr(scan, "id", None)),
+        "session": doc.get("session"),
+        "number": doc.get("number"),
+        "name": doc.get("name"),
+        "title": doc.get("title") or doc.get("name"),
+        "npoints": doc.get("npoints") or 0,
+        "motors": motors,
+        "counters": scalars,
+        "spectra": spectra,
+        "images": images,
+        "mesh": len(motors) >= 2 and doc.get("name") in ("amesh", "dmesh"),
+    }
+
+
+def _jsonable(values: Any) -> list[Any]:
+    out = []
+    for v in values.tolist():
+        out.append(None if isinstance(v, float) and not math.isfinite(v) else v)
+    return out
+
+
+async def _stream_scan(sender: Sender, scan: Any) -> None:
+    description = describe_scan(scan)
+    await sender.send("scan", description)
+    names = description["motors"] + description["counters"]
+    if names:
+        cursor = scan.cursor(names)
+        while not cursor.finished:
+            data = await cursor.read(timeout=1.0)
+            batch = {name: _jsonable(values) for name, values in data.items() if len(values)}
+            if batch:
+                await sender.send("points", batch)
+    state = await scan.refresh()
+    await sender.send("end", {"state": state, "end_reason": scan.end_reason, "error": scan.error})
+
+
+async def _follow(sender: Sender, store: Any, session: str) -> None:
+    from blissng.data import DataError
+
+    async with anyio.create_task_group() as tg:
+        current: anyio.CancelScope | None = None
+
+        async def stream(scan: Any, scope: anyio.CancelScope) -> None:
+            with scope:
+                try:
+                    await _stream_scan(sender, scan)
+                except DataError as exc:
+                    await sender.send("error", f"scan {scan.id}: {exc}")
+
+        try:
+            last = await store.last_scan(session)
+        except DataError:
+            last = None
+        if last is not None:
+            current = anyio.CancelScope()
+            tg.start_soon(stream, last, current)
+        async for scan in store.follow(session):
+            if current is not None:
+                current.cancel()
+            current = anyio.CancelScope()
+            tg.start_soon(stream, scan, current)
+
+
+async def serve_plot(
+    websocket: WebSocket, hub: ShellHub, session: str, data_url: str | None
+) -> None:
+    await websocket.accept()
+    try:
+        hub.get(session)
+    except KeyError as exc:
+        await _close(websocket, CLOSE_NOT_FOUND, str(exc.args[0]))
+        return
+    sender = Sender(websocket)
+    if data_url is None:
+        await sender.send("error", "this server publishes no scan data (no data Redis)")
+        await _close(websocket, 1000, "no scan data")
+        return
+    from blissng.data import DataStore
+
+    try:
+        async with DataStore(data_url) as store, anyio.create_task_group() as tg:
+
+            async def wait_disconnect() -> None:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(wait_disconnect)
+            await _follow(sender, store, session)
+    except WebSocketDisconnect:
+        pass
+    except (OSError, RuntimeError):
+        pass
+
+
+__all__ = ["describe_scan", "serve_plot"]
