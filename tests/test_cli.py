@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -288,3 +289,104 @@ def test_sigterm_during_start_up_still_stops_cleanly(running, tmp_path):
     kids = demo.redis_children()
     assert len(kids) == 2
     assert_stopped_cleanly(demo, kids, demo.stop())
+
+
+# ---------------------------------------------------------------------------- the local shell
+
+
+class PtyRunning:
+    """blissng on a real pseudo-terminal, as a user at a terminal runs it."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        self.process = subprocess.Popen(
+            [*COMMAND, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**env, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.output = b""
+
+    def read_until(self, token: bytes, timeout: float = READY_TIMEOUT, start: int = 0) -> int:
+        """Position of ``token`` in the output (searching from ``start``), within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while token not in self.output[start:]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {token!r} within {timeout} s: {self.output[-800:]!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: the other side closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"EOF before {token!r}: {self.output[-800:]!r}")
+                self.output += chunk
+        return self.output.index(token, start)
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def motor_config(tmp_path: Path) -> Path:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "motors.yml").write_text(
+        "name: mot\nclass: blissng.sim.motors:MockupController\naxes:\n  - name: m1\n"
+    )
+    return config
+
+
+@pytest.fixture
+def pty_serve(env, tmp_path, motor_config) -> Iterator[PtyRunning]:
+    args = ["serve", "--config", str(motor_config), "--state-dir", str(tmp_path / "s")]
+    proc = PtyRunning(args, env)
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+def test_local_shell_on_a_terminal_exits_with_ctrl_d(pty_serve):
+    shell = pty_serve
+    shell.read_until(b">>>")
+    kids = [p for p in psutil.Process(shell.process.pid).children() if "redis" in p.name()]
+    assert len(kids) == 2
+    shell.type(b"m1.name\r")
+    answer = shell.read_until(b"'m1'")
+    # Ctrl-D until ptpython asks for confirmation (a key typed while the prompt is being
+    # redrawn after the answer may be dropped: retry, each time waiting on the output)
+    for _attempt in range(20):
+        mark = len(shell.output)
+        shell.type(b"\x04")
+        try:
+            shell.read_until(b"exit", timeout=1.0, start=max(mark, answer))
+            break
+        except AssertionError:
+            continue
+    shell.type(b"y")
+    assert shell.process.wait(30) == 0
+    shell.read_until(b"stopped")
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_local_shell_stops_on_sigterm(pty_serve):
+    shell = pty_serve
+    shell.read_until(b">>>")
+    kids = [p for p in psutil.Process(shell.process.pid).children() if "redis" in p.name()]
+    shell.process.send_signal(signal.SIGTERM)
+    assert shell.process.wait(30) == 0
+    shell.read_until(b"stopped")
+    assert b"Traceback" not in shell.output
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]

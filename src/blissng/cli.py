@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -311,12 +311,13 @@ async def run_main(
     SIGTERM/SIGINT (headless) or until the local shell exits (SIGTERM/SIGHUP also stop it).
     """
     started = time.perf_counter()
+    stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        if interactive:
-            await tg.start(_stop_on_signals, tg.cancel_scope, (signal.SIGTERM, signal.SIGHUP))
+        if interactive:  # the shell is asked to exit (it cannot be cancelled while reading)
+            await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGHUP))
             await tg.start(_ignore_sigint)
         else:
-            await tg.start(_stop_on_signals, tg.cancel_scope, (signal.SIGTERM, signal.SIGINT))
+            await tg.start(_on_signals, tg.cancel_scope.cancel, (signal.SIGTERM, signal.SIGINT))
 
         settings_client = async_client(stack.urls.settings)
         objects: dict[str, Any] = {}
@@ -343,7 +344,7 @@ async def run_main(
                 stack.urls.data,
             )
             if interactive:
-                await run_local_shell(namespace, args)
+                await run_local_shell(namespace, args, stop)
             else:
                 await anyio.sleep_forever()
         finally:
@@ -396,8 +397,8 @@ async def close_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOU
                 log.error("%s: close() failed: %s: %s", name, type(exc).__name__, exc)
 
 
-async def _stop_on_signals(
-    scope: anyio.CancelScope,
+async def _on_signals(
+    stop: Callable[[], object],
     signals: Sequence[signal.Signals],
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
@@ -406,7 +407,7 @@ async def _stop_on_signals(
         task_status.started()
         async for signum in received:
             log.info("%s: stopping", signal.Signals(signum).name)
-            scope.cancel()
+            stop()
             return
 
 
@@ -420,23 +421,53 @@ async def _ignore_sigint(
             log.warning("Ctrl-C: this shell cannot interrupt a command yet; Ctrl-D exits")
 
 
-async def run_local_shell(namespace: dict[str, Any], args: argparse.Namespace) -> None:
+async def run_local_shell(
+    namespace: dict[str, Any], args: argparse.Namespace, stop: anyio.Event
+) -> None:
     """A ptpython prompt on this terminal with the configuration's objects; ``await`` works.
 
-    Until blissng.shell's local console takes over (with sessions), this is the plain
-    ptpython REPL running on the event loop.
+    Ends with Ctrl-D, or when ``stop`` is set (SIGTERM): then the prompt is asked to exit,
+    because ptpython's loop swallows cancellation while it reads input (it would retry
+    forever). A command running at that moment finishes first. Until blissng.shell's local
+    console takes over (with sessions), this is the plain ptpython REPL on the event loop.
     """
-    from ptpython.repl import embed
+    from ptpython.repl import PythonRepl, embed
 
     history = default_state_dir("history")
     await anyio.to_thread.run_sync(lambda: history.mkdir(parents=True, exist_ok=True))
+    repls: list[PythonRepl] = []
     shell = embed(
         globals=namespace,
         locals=namespace,
+        configure=repls.append,
         history_filename=str(history / f"{args.command}.history"),
         title=f"blissng {args.command}",
         patch_stdout=True,
         return_asyncio_coroutine=True,
     )
     assert shell is not None
-    await shell
+
+    async def exit_on_stop() -> None:
+        await stop.wait()
+        (repl,) = repls
+
+        def read() -> str:  # no new prompt once stopping
+            raise EOFError
+
+        repl.read = read  # type: ignore[method-assign]
+        while True:  # the prompt runs in its own thread and loop: ask it there
+            app = repl.app
+            if app.is_running and app.loop is not None:
+                app.loop.call_soon_threadsafe(_exit_app, app)
+            await anyio.sleep(0.2)  # again, in case the prompt was just starting
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exit_on_stop)
+        with anyio.CancelScope(shield=True):
+            await shell
+        tg.cancel_scope.cancel()
+
+
+def _exit_app(app: Any) -> None:
+    if app.is_running and not app.future.done():
+        app.exit(exception=EOFError())
