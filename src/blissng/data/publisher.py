@@ -235,10 +235,7 @@ class ScanPublisher:
         )
 
     def _set_status(self, state: PublisherState, message: str = "") -> None:
-        if (state, message) != (self._state, self._message) and state in (
-            "retrying",
-            "memory_full",
-        ):
+        if state != self._state and state in ("retrying", "memory_full"):
             log.warning("scan %s: %s", self.scan_id, message)
         self._state, self._message = state, message
 
@@ -573,7 +570,9 @@ class ScanPublisher:
                     f"(the acquisition waits when the buffer is full): {exc}",
                 )
             else:
-                if self._state in ("retrying", "memory_full", "idle"):
+                if self._state in ("retrying", "idle") or (
+                    self._state == "memory_full" and not self._memory_full_flag
+                ):
                     if self._state != "idle":
                         log.warning("scan %s: publishing again", self.scan_id)
                     self._set_status("ok")
@@ -719,7 +718,17 @@ class ScanPublisher:
             self._expire_sent = True
         if isinstance(acks, dict):
             self._apply_acks(acks)
-        self._memory_full_flag = memory_state == b"full"
+        full = memory_state == b"full"
+        if full:
+            self._set_status(
+                "memory_full",
+                "the data Redis is full of data not yet written to disk: scan data is held "
+                "(the acquisition waits once the buffer is full) until the writer catches up",
+            )
+        elif self._memory_full_flag and self._state == "memory_full":
+            log.warning("scan %s: the data Redis has room again; publishing", self.scan_id)
+            self._set_status("ok")
+        self._memory_full_flag = full
         return memory_state if isinstance(memory_state, bytes) else None
 
     async def _remove_after_gaps(
