@@ -111,7 +111,9 @@ def test_reconnect_during_a_long_command_goes_on(server: ServerThread) -> None:
     tab = open_console(server)
     console_id = tab.console_id
     tab.type(
-        "import time\rfor i in range(6): print('step', i); time.sleep(0.2)\r\rprint('DONE' + '-LOOP')\r"
+        "import time\r"
+        "for i in range(6): print('step', i); time.sleep(0.2)\r\r"
+        "print('DONE' + '-LOOP')\r"
     )
     tab.expect("step 1")
     tab.close()  # the page reloads

@@ -493,7 +493,9 @@ def compile_input(text: str, flags: int = 0) -> tuple[CodeType, CodeType | None]
     tree = ast.parse(text, "<stdin>", "exec", type_comments=False)
     last: CodeType | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        expression = ast.Expression(tree.body.pop().value)
+        statement = tree.body.pop()
+        assert isinstance(statement, ast.Expr)
+        expression = ast.Expression(statement.value)
         last = compile(expression, "<stdin>", "eval", flags=flags, dont_inherit=True)
     body = compile(tree, "<stdin>", "exec", flags=flags, dont_inherit=True)
     return body, last

@@ -174,7 +174,9 @@ class ShellHub:
             self._tg = None
             self._sessions.clear()
 
-    async def add_session(self, session: ShellSession) -> SessionConsoles:
+    async def add_session(
+        self, session: ShellSession, *, max_consoles: int | None = None
+    ) -> SessionConsoles:
         """Make ``session`` reachable from consoles (idempotent for the same object)."""
         if self._tg is None:
             raise RuntimeError("ShellHub is not running: use `async with ShellHub() as hub`")
@@ -187,7 +189,7 @@ class ShellHub:
             session,
             self._tg,
             log_dir=self.log_dir,
-            max_consoles=self.max_consoles,
+            max_consoles=max_consoles or self.max_consoles,
             idle_timeout=self.idle_timeout,
         )
         self._sessions[session.name] = consoles

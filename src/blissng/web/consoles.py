@@ -89,7 +89,7 @@ def parse_message(text: str) -> tuple[str, list[Any]]:
                 CLOSE_MALFORMED,
                 'malformed resize: expected ["resize", rows, columns] (1-1000, 1-2000)',
             )
-    elif kind == "ping":
+    elif kind in ("ping", "close"):
         pass
     else:
         raise ProtocolError(CLOSE_MALFORMED, f"unknown message type {kind!r}")
@@ -211,6 +211,12 @@ async def _receive(
             return exc.code, exc.reason
         if kind == "ping":
             await sender.send("pong", *args)
+        elif readonly:
+            continue  # a viewer's keystrokes and size do not reach the console
+        elif kind == "close":  # the tab is closed for good: so is its console
+            console.close()
+            await console.closed.wait()
+            return CLOSE_NORMAL, "console closed"
         elif readonly:
             continue  # a viewer's keystrokes and size do not reach the console
         elif kind == "stdin":

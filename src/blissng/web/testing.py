@@ -102,12 +102,24 @@ class ServerThread:
         self.stop()
 
     def connect(
-        self, path: str, *, headers: dict[str, str] | None = None, **params: Any
+        self,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        host_header: str | None = None,
+        **params: Any,
     ) -> ClientConnection:
+        """A websocket to ``path`` (query ``params``); ``host_header`` pretends the server was
+        reached by another name (the TCP connection still goes to this server)."""
         query = urlencode({k: v for k, v in params.items() if v is not None})
         uri_host = "localhost" if self.uds is not None else f"{self.host}:{self.port}"
-        uri = f"ws://{uri_host}{path}" + (f"?{query}" if query else "")
-        if self.uds is not None:
+        uri = f"ws://{host_header or uri_host}{path}" + (f"?{query}" if query else "")
+        if host_header is not None and self.uds is None:
+            sock = socket.create_connection((self.host, self.port), timeout=10)
+            connection = connect(
+                uri, sock=sock, additional_headers=headers, max_size=None, open_timeout=10
+            )
+        elif self.uds is not None:
             connection = unix_connect(
                 str(self.uds), uri, additional_headers=headers, max_size=None, open_timeout=10
             )
@@ -231,7 +243,13 @@ class ConsoleClient:
         return self.closed
 
     def close(self) -> None:
+        """Leave (the console goes on, as after a page reload)."""
         self.ws.close()
+
+    def close_console(self) -> tuple[int, str]:
+        """Close the console itself (a tab closed for good)."""
+        self.send("close")
+        return self.wait_closed()
 
     def __enter__(self) -> ConsoleClient:
         return self
