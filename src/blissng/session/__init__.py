@@ -1,1 +1,15 @@
-"""blissng.session"""
+"""blissng.session: ``Session`` (namespace, setup, scan saving, numbering, measurement groups,
+output, the commands it owns); the server hosting many sessions lives in ``server``."""
+
+from .command import RunningCommand
+from .output import SessionOutput
+from .session import Session, SessionError, SessionSettings, compile_source
+
+__all__ = [
+    "RunningCommand",
+    "Session",
+    "SessionError",
+    "SessionOutput",
+    "SessionSettings",
+    "compile_source",
+]
