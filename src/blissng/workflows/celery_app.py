@@ -1,8 +1,9 @@
 """blissng's Celery application: one task that runs an Ewoks graph, and the worker entry point.
 
 Broker and result backend are the same Redis database (by default database ``CELERY_DB`` of
-blissng's settings Redis). Results and arguments are pickled, as ewoksjob does, so numpy arrays
-come back as arrays; the broker is blissng's own Redis, not a shared one.
+blissng's settings Redis). Arguments and results travel as JSON with numpy arrays
+(:mod:`blissng.workflows.serialization`), never pickle: a message must not be able to run code
+on a worker.
 
 A worker uses the ``prefork`` pool on purpose: revoking a task with ``terminate=True`` (what
 ``job.cancel()`` does) kills the pool process running it, which the ``solo`` and thread pools
@@ -42,13 +43,16 @@ def celery_app(redis_url: str, result_expires: float = 24 * 3600) -> Any:
     """The Celery app on ``redis_url`` (one per URL and process; its clients are thread-safe)."""
     from celery import Celery
 
+    from .serialization import NAME, register
+
+    register()
     url = celery_urls(redis_url)
     app = Celery("blissng", broker=url, backend=url, set_as_current=False)
     app.conf.update(
-        task_serializer="pickle",
-        result_serializer="pickle",
-        accept_content=["pickle", "json"],
-        result_accept_content=["pickle", "json"],
+        task_serializer=NAME,
+        result_serializer=NAME,
+        accept_content=[NAME, "json"],
+        result_accept_content=[NAME, "json"],
         task_track_started=True,
         task_default_queue=DEFAULT_QUEUE,
         result_expires=int(result_expires),
@@ -92,6 +96,8 @@ def run_worker(
             "--hostname", name,
             "--loglevel", loglevel,
             "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
         ]
     )  # fmt: skip
     sys.stdout.flush()

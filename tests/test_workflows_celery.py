@@ -1,0 +1,106 @@
+"""Workflow jobs on Celery: a real worker process (session fixture ``celery_worker``) on the
+test Redis, database CELERY_DB, which per-test isolation never flushes."""
+
+from __future__ import annotations
+
+import anyio
+import psutil
+import pytest
+
+from blissng.redisdb import RedisUrls, async_client
+from blissng.testing.plugin import CELERY_DB
+from blissng.workflows import (
+    CELERY_DB as WORKFLOWS_CELERY_DB,
+)
+from blissng.workflows import (
+    JobCancelled,
+    JobFailed,
+    JobManager,
+    JobState,
+    JobTimeout,
+    read_job,
+)
+from test_workflows import FAILING, HYPOT, SLEEP, graph
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+async def jobs(celery_worker, redis_urls: RedisUrls):
+    async with JobManager(redis_urls, settings=celery_worker.settings(), session="c") as manager:
+        yield manager
+
+
+def test_the_test_plugin_reserves_the_database_celery_uses():
+    assert WORKFLOWS_CELERY_DB == CELERY_DB
+
+
+async def test_celery_job_returns_the_result(jobs, celery_worker, redis_urls):
+    job = jobs.run_job(HYPOT)
+    assert job.executor == "celery"
+    assert await job == {"return_value": 5.0}
+    assert job.state is JobState.SUCCEEDED
+    assert job.worker == celery_worker.hostname
+    assert job.pid in [p.pid for p in psutil.Process(celery_worker.pid).children()]
+    client = async_client(redis_urls.data)
+    try:
+        doc = await read_job(client, job.id)
+        assert doc is not None and doc["state"] == "succeeded"
+        assert doc["executor"] == "celery" and doc["worker"] == celery_worker.hostname
+    finally:
+        await client.aclose()
+
+
+async def test_celery_returns_numpy_arrays(jobs):
+    import numpy as np
+
+    linspace = graph(
+        {
+            "id": "ramp",
+            "task_type": "method",
+            "task_identifier": "numpy.linspace",
+            "default_inputs": [{"name": 0, "value": 0.0}, {"name": 1, "value": 1.0}],
+        }
+    )
+    result = await jobs.run_job(linspace)
+    np.testing.assert_allclose(result["return_value"], np.linspace(0.0, 1.0))
+
+
+async def test_celery_failure_names_the_node(jobs):
+    with pytest.raises(JobFailed) as info:
+        await jobs.run_job(FAILING)
+    assert info.value.node == "square_root"
+    assert "math domain error" in str(info.value)
+
+
+async def test_celery_cancel_terminates_the_task_process(jobs, celery_worker):
+    job = jobs.run_job(SLEEP)
+    while job.state is not JobState.RUNNING:
+        await anyio.sleep(0.01)
+    pid = job.pid
+    assert pid is not None and psutil.pid_exists(pid)
+    assert pid != celery_worker.pid  # a pool process, not the worker itself
+    job.cancel()
+    with pytest.raises(JobCancelled):
+        await job
+    assert job.state is JobState.CANCELLED
+    # The worker records the revocation once it has killed the process; reaping is its own.
+    await anyio.to_thread.run_sync(_gone, pid)
+    assert celery_worker.process.poll() is None  # the worker itself lives on
+    assert await jobs.run_job(HYPOT) == {"return_value": 5.0}
+
+
+async def test_celery_timeout_stops_the_task(jobs):
+    job = jobs.run_job(SLEEP, timeout=4)
+    with pytest.raises(JobTimeout):
+        await job
+    assert job.state is JobState.TIMED_OUT
+    if job.pid is not None:
+        await anyio.to_thread.run_sync(_gone, job.pid)
+
+
+def _gone(pid: int) -> None:
+    try:
+        psutil.Process(pid).wait(timeout=30)
+    except psutil.NoSuchProcess:
+        pass
