@@ -9,10 +9,9 @@ Baseline, same run: the same device calls (``move``, ``trigger``, ``read``) in a
 loop, no engine, no publishing. Engine overhead per point = (scan time - loop time) / points.
 Target <= 80 µs.
 
-Figure 2: the same ``ascan`` over the real transports, when the simulator servers are
-available: the serial motor controller on a pty and the TCP scaler (fewer points: every
-point is two round trips through real sockets). Its baseline is the plain loop over the same
-transports.
+Figure 2: the same ``ascan`` over the real transports: the serial motor controller on a pty
+and the TCP scaler served by a simulator process (fewer points: every point is several round
+trips through real sockets). Its baseline is the plain loop over the same transports.
 
     python benchmarks/step_scan.py [npoints]
 """
@@ -74,9 +73,9 @@ def devices() -> tuple[Any, Any]:
     return m1, sim
 
 
-async def plain_loop(m1: Any, sim: Any, npoints: int) -> float:
+async def plain_loop(m1: Any, sim: Any, npoints: int, count_time: float = 0.0) -> float:
     """The device calls of the scan, without the engine: the baseline."""
-    await sim.prepare(AcquisitionParameters(count_time=0.0, npoints=npoints))
+    await sim.prepare(AcquisitionParameters(count_time=count_time, npoints=npoints))
     await sim.start()
     step = 10.0 / (npoints - 1)
     t0 = time.perf_counter()
@@ -93,10 +92,12 @@ async def plain_loop(m1: Any, sim: Any, npoints: int) -> float:
     return elapsed
 
 
-async def scan_once(m1: Any, sim: Any, npoints: int, context: ScanContext) -> float:
+async def scan_once(
+    m1: Any, sim: Any, npoints: int, context: ScanContext, count_time: float = 0.0
+) -> float:
     with use_context(context):
         t0 = time.perf_counter()
-        scan = await ascan(m1, 0, 10, npoints - 1, 0, sim, save=False)
+        scan = await ascan(m1, 0, 10, npoints - 1, count_time, sim, save=False)
         elapsed = time.perf_counter() - t0
     assert scan.state == "done", scan.state
     return elapsed
@@ -149,37 +150,63 @@ async def in_process(npoints: int, redis_url: Any) -> None:
     )
 
 
-async def over_transports(npoints: int, redis_url: Any) -> None:
-    """The serial motor controller on a pty and the TCP scaler, when they exist."""
-    try:
-        from blissng.testing.simulators import real_transport_devices  # type: ignore[attr-defined]
-    except ImportError:
-        print(
-            "real transports: the simulator servers are not available in this tree; "
-            "figure 2 not measured"
-        )
-        return
-    async with real_transport_devices() as (motor, scaler):
+TRANSPORT_CONFIG = """
+- name: motors
+  class: SimSerialMotorController
+  url: sim://motors
+  axes:
+    - name: m1
+      channel: 1
+      steps_per_unit: 1000
+      velocity: 1000
+      acceleration: 100000
+- name: scaler
+  class: SimTcpScaler
+  url: sim://scaler
+  counters:
+    - name: det
+    - name: mon
+"""
+
+
+async def over_transports(npoints: int, redis_url: Any, directory: Path) -> None:
+    """The serial motor controller on a pty and the TCP scaler (the simulator processes)."""
+    from blissng.config import Config
+    from blissng.sim.addresses import register_simulators
+    from blissng.sim.servers.launcher import open_sim_host
+    from blissng.sim.servers.presets import standard_spec
+
+    (directory / "config").mkdir()
+    (directory / "config" / "transports.yml").write_text(TRANSPORT_CONFIG)
+    async with open_sim_host(standard_spec(directory / "sim")) as host:
+        register_simulators(host.urls)
+        config = Config(directory / "config")
+        motor, scaler = config.get("m1"), config.get("scaler")
+        await motor.connect()
         context = ScanContext(session="bench", redis=redis_url, output=None, motors=lambda: [motor])
-        await scan_once(motor, scaler, 10, context)
-        loop_t = await plain_loop(motor, scaler, npoints)
-        scan_t = await scan_once(motor, scaler, npoints, context)
+        count_time = 0.001  # the scaler refuses 0
+        await scan_once(motor, scaler, 10, context, count_time)
+        loop_t = await plain_loop(motor, scaler, npoints, count_time)
+        scan_t = await scan_once(motor, scaler, npoints, context, count_time)
         emit(
             "points_per_second_real_transports",
             npoints / scan_t,
             "points/s",
             npoints / loop_t,
             0,
-            f"ascan over pty motor + TCP scaler: {npoints / scan_t:,.0f} points/s "
-            f"(plain loop over the same transports: {npoints / loop_t:,.0f} points/s)",
+            f"ascan {npoints} points (count time 1 ms) over pty motor + TCP scaler: "
+            f"{npoints / scan_t:,.0f} points/s (plain loop over the same transports: "
+            f"{npoints / loop_t:,.0f} points/s; "
+            f"{(scan_t - loop_t) / npoints * 1e6:.0f} µs engine overhead per point)",
         )
 
 
 async def main(npoints: int) -> None:
-    with redis_stack(Path(tempfile.mkdtemp(prefix="blissng-bench-"))) as stack:
+    directory = Path(tempfile.mkdtemp(prefix="blissng-bench-"))
+    with redis_stack(directory / "redis") as stack:
         try:
             await in_process(npoints, stack.urls)
-            await over_transports(max(50, npoints // 50), stack.urls)
+            await over_transports(max(50, npoints // 50), stack.urls, directory)
         finally:
             await close_shared_clients()
 
