@@ -79,7 +79,6 @@ class WriterService:
         self.h5_limiter = anyio.CapacityLimiter(1)
         self.writers: dict[str, ScanWriter] = {}
         self.finished: set[str] = set()
-        self.ready = anyio.Event()  # set once the backlog of known scans has been picked up
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """h5py and file-system calls: a worker thread, one at a time, with a deadline."""
@@ -91,8 +90,7 @@ class WriterService:
         try:
             async with DataStore(client) as store, anyio.create_task_group() as tg:
                 tg.start_soon(self._publish_status, client)
-                backlog_done = False
-                async for view in store.follow(since="0", block=0.5):
+                async for view in store.follow(since="0"):
                     if view.id in self.writers or view.id in self.finished:
                         continue
                     if not view.info.get("save") or not view.info.get("path"):
@@ -100,9 +98,6 @@ class WriterService:
                     writer = ScanWriter(self, client, view)
                     self.writers[view.id] = writer
                     tg.start_soon(self._write, writer)
-                    if not backlog_done:
-                        backlog_done = True
-                        self.ready.set()
         finally:
             await client.aclose()
 
@@ -119,8 +114,6 @@ class WriterService:
 
     async def _publish_status(self, client: aredis.Redis) -> None:
         while True:
-            if not self.ready.is_set() and not self.writers:
-                self.ready.set()
             await client.hset(
                 STATUS_KEY,
                 mapping={
@@ -177,7 +170,8 @@ class ScanWriter:
             try:
                 await step()
                 return
-            except (OSError, WriterError) as exc:
+            except (OSError, RuntimeError, WriterError) as exc:
+                # h5py reports failed writes (ENOSPC, EROFS) as RuntimeError.
                 await self._report(exc)
                 await anyio.sleep(self.service.retry_interval)
 
