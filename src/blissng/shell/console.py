@@ -83,6 +83,23 @@ class TerminalStream:
         raise OSError("a console's terminal has no file descriptor")
 
 
+class ConsoleWriter:
+    """The console as a text stream (``write``/``flush``), for the scans layer's output."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> int:
+        self._console.write_output(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
 class SessionPrompt(PromptStyle):
     """BLISS-style prompt: ``demo [3]: `` / ``  Out [3]: ``."""
 
@@ -130,6 +147,7 @@ class Console:
         self.session = consoles.session
         self.id = console_id or secrets.token_hex(4)
         self.feed = TerminalFeed()
+        self.writer = ConsoleWriter(self)
         self.size = Size(rows=rows, columns=columns)
         self.repl: PythonRepl | None = None
         self.errors: deque[ErrorInfo] = deque(maxlen=10)
@@ -315,7 +333,8 @@ class Console:
     def write_output(self, text: str, *, stream: str = "stdout") -> None:
         """User code's prints (any thread): straight to the terminal while a command runs,
         above the prompt otherwise."""
-        self.consoles.log.output(text)
+        if stream != "session":  # the session's own output is logged once, not per console
+            self.consoles.log.output(text)
         if self.busy:
             self.feed.write(text)
             return
@@ -380,7 +399,7 @@ class Console:
         console_token = current_console.set(self)
         interrupter_token = current_interrupter.set(interrupter)
         try:
-            with output_to(self), command_context(self.session):
+            with output_to(self), command_context(self.session, self.writer):
                 with anyio.CancelScope() as scope:
                     self._scope, self._interrupter = scope, interrupter
                     try:

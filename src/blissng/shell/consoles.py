@@ -12,6 +12,7 @@ start), ``hub.get(name)`` to find one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,6 +27,15 @@ from .interrupt import install_interruptible_sleep
 from .log import SessionLog
 from .output import install_output_router
 from .session import ShellSession
+
+
+def default_log_dir() -> Path:
+    """Where session logs go when the server does not say: $BLISSNG_LOG_DIR or
+    ~/.local/state/blissng/logs."""
+    configured = os.environ.get("BLISSNG_LOG_DIR")
+    if configured:
+        return Path(configured)
+    return Path.home() / ".local" / "state" / "blissng" / "logs"
 
 
 class UnknownConsole(KeyError):
@@ -51,7 +61,7 @@ class SessionConsoles:
         self.session = session
         self.name = session.name
         self.history = InMemoryHistory()
-        log_path = (log_dir or Path.cwd() / "logs") / f"{session.name}.log"
+        log_path = (log_dir or default_log_dir()) / f"{session.name}.log"
         self.log = SessionLog(log_path)
         self.max_consoles = max_consoles
         self.idle_timeout = idle_timeout
@@ -105,6 +115,22 @@ class SessionConsoles:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """The session's housekeeping: its log writer and the idle-console reaper."""
+        # What the session prints outside our consoles' commands (its setup, commands run
+        # through the server's API, warnings) is shown in every console of the session.
+        output = getattr(self.session, "output", None)
+        detach = output.attach(self._broadcast) if hasattr(output, "attach") else None
+        try:
+            await self._housekeeping(task_status)
+        finally:
+            if detach is not None:
+                detach()
+
+    def _broadcast(self, text: str) -> None:
+        self.log.output(text)
+        for console in list(self._consoles.values()):
+            console.write_output(text, stream="session")
+
+    async def _housekeeping(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         with self._scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.log.run)

@@ -25,13 +25,27 @@ class ShellSession(Protocol):
     def namespace(self) -> dict[str, Any]: ...
 
 
-def command_context(session: ShellSession) -> AbstractContextManager[Any]:
-    """The session's per-command context manager, or a no-op when it has none."""
+class TextOutput(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+def command_context(session: ShellSession, output: TextOutput) -> AbstractContextManager[Any]:
+    """What a command of ``session`` runs in: the session's own ``command_context()`` if it
+    has one; for a ``blissng.session.Session``, its scan context with ``output`` (the console)
+    made current, so scans display their table in the console that started them; else
+    nothing."""
     factory = getattr(session, "command_context", None)
-    if factory is None:
-        return contextlib.nullcontext()
-    context: AbstractContextManager[Any] = factory()
-    return context
+    if factory is not None:
+        context: AbstractContextManager[Any] = factory()
+        return context
+    scan_context = getattr(session, "scan_context", None)
+    if scan_context is not None:
+        from blissng.scans.context import use_context
+
+        return use_context(scan_context(output))
+    return contextlib.nullcontext()
 
 
 class SimpleSession:

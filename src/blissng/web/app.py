@@ -179,6 +179,8 @@ def create_app(
             if not hub.running:
                 await stack.enter_async_context(hub)
             for session in sessions:
+                if getattr(session, "started", True) is False and hasattr(session, "__aenter__"):
+                    await stack.enter_async_context(session)  # a Session nobody started yet
                 await hub.add_session(session)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))

@@ -1,0 +1,120 @@
+"""Consoles on a real blissng Session: scans typed in a console over the websocket.
+
+The session runs simulated in-process motors and counters; its scans publish to the test's
+Redis. What is checked is what a user sees: the live table, Ctrl-C aborting a scan cleanly,
+a page reload not aborting a scan, wa() and friendly errors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blissng.config import Config
+from blissng.redisdb import RedisUrls
+from blissng.session import Session
+from blissng.shell.consoles import ShellHub
+from blissng.web.app import create_app
+from blissng.web.security import WebSecurity
+from blissng.web.testing import ConsoleClient, ServerThread
+
+TOKEN = "session-token"
+
+CONFIG = """
+- name: motors
+  class: MockupController
+  instant: true
+  axes:
+    - name: m1
+    - name: m2
+- name: sim
+  class: SimCounterController
+  sampling_period: 0.001
+  counters:
+    - name: diode
+      motor: $m1
+      center: 1.0
+      fwhm: 0.5
+      height: 100
+      nsamples: 1
+"""
+
+
+@pytest.fixture
+def served(
+    write_config: Any, config_dir: Path, redis_urls: RedisUrls, tmp_path: Path
+) -> Iterator[ServerThread]:
+    write_config("beamline.yml", CONFIG)
+    session = Session(
+        "demo",
+        config=Config(config_dir),
+        redis=redis_urls,
+        scan_saving={"base_path": str(tmp_path / "data")},
+    )
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[session],
+        data_url=redis_urls.data,
+    )
+    with ServerThread(app, uds=tmp_path / "web.sock") as server:
+        yield server
+
+
+def open_console(server: ServerThread, **params: Any) -> ConsoleClient:
+    return ConsoleClient.open(server, "demo", token=TOKEN, **params)
+
+
+@pytest.mark.timeout(120)
+def test_scan_shows_its_table_in_the_console(served: ServerThread) -> None:
+    with open_console(served) as tab:
+        out = tab.run("ascan(m1, 0, 2, 4, 0.01, diode)", timeout=60)
+        assert "m1" in out and "diode" in out
+        for position in ("0.5", "1.5", "2"):
+            assert position in out
+        assert "!!!" not in out
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_aborts_a_running_scan(served: ServerThread) -> None:
+    with open_console(served) as tab:
+        tab.type("loopscan(100000, 0.01, sim)\r")
+        tab.wait_status(busy=True)
+        tab.expect(r"\n\s*5\s", timeout=30)  # a few points were counted
+        started = time.monotonic()
+        tab.type("\x03")
+        tab.wait_status(busy=False, timeout=20)
+        assert time.monotonic() - started < 10
+        tab.expect("KeyboardInterrupt")
+        assert "aborted" in tab.run("SCANS[-1].state", timeout=30)
+        assert "Out [" in tab.run("1 + 1")
+
+
+@pytest.mark.timeout(120)
+def test_page_reload_does_not_abort_the_scan(served: ServerThread) -> None:
+    tab = open_console(served)
+    console_id = tab.console_id
+    tab.type("loopscan(40, 0.05, sim)\r")
+    tab.wait_status(busy=True)
+    tab.expect(r"\n\s*3\s", timeout=30)
+    tab.close()  # the page reloads in the middle of the scan
+    again = open_console(served, console=console_id)
+    try:
+        again.wait_status(busy=False, timeout=60)
+        assert "done" in again.run("SCANS[-1].state", timeout=30)
+        assert "39" in again.text  # the last point's row, seen after reattaching
+    finally:
+        again.close()
+
+
+@pytest.mark.timeout(120)
+def test_wa_and_friendly_scan_errors(served: ServerThread) -> None:
+    with open_console(served) as tab:
+        out = tab.run("wa()", timeout=30)
+        assert "m1" in out and "m2" in out
+        out = tab.run("ascan(m1, 0, 1, 2, 0.01, 'not a counter')", timeout=30)
+        assert "!!! ===" in out and "last_error()" in out and "Traceback" not in out
