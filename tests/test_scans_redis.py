@@ -188,3 +188,21 @@ async def test_ascan_over_the_real_transports(ctx, sim_host, write_config, confi
     assert len(data["scaler:det"]) == 9
     assert abs(await scan.peak("det")) <= 0.25  # the simulated peak is at m1 = 0
     assert m1.position == pytest.approx(1.0, abs=1e-3)
+
+
+async def test_a_full_data_redis_refuses_new_scans_with_its_message(ctx, redis_urls) -> None:
+    from blissng.data import DataMemoryFull
+    from blissng.data.keys import MEMORY_STATUS
+
+    dev = make_devices()
+    client = async_client(redis_urls.data)
+    try:
+        message = "Redis holds 900 MB of unwritten scans: start the writer"
+        await client.hset(MEMORY_STATUS, mapping={"state": "full", "message": message})
+        with pytest.raises(DataMemoryFull, match="start the writer"):
+            await ascan(dev.m1, 0, 1, 1, 0, dev.sim)
+        assert ctx.get_last_scan() is None  # refused before it got a number
+        await client.hset(MEMORY_STATUS, mapping={"state": "ok", "message": ""})
+        assert (await ascan(dev.m1, 0, 1, 1, 0, dev.sim)).number == 1
+    finally:
+        await client.aclose()

@@ -221,6 +221,8 @@ async def test_two_sessions_never_write_the_same_file(config, settings, redis_ur
         with pytest.raises(ScanSavingError, match="data set file of session 's1'"):
             await s2.execute("ascan(m1, 0, 1, 1, 0, sim)")
         assert "data set file of session 's1'" in s2.output.history()
+        await s2.execute("last_error()")
+        assert "Traceback" in s2.output.history()
         await s2.execute("newdataset()")
         other = await s2.execute("ascan(m1, 0, 1, 1, 0, sim)")
         assert other.path != scan.path and other.path.endswith("sample_0002.h5")

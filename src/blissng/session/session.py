@@ -315,8 +315,14 @@ class Session:
                 "SCANS": self.scans,
                 "set_active_mg": bridge.command(self.set_active_mg),
                 "MeasurementGroup": self._make_mg,
+                "last_error": self._last_error,
             }
         )
+
+    def _last_error(self) -> None:
+        """``last_error()``: the full traceback of the last command that failed."""
+        text = "".join(self.last_error) if self.last_error else "no error so far\n"
+        self.output.write(text)
 
     def _make_mg(self, name: str, *counters: Any) -> MeasurementGroup:
         """``MeasurementGroup("MG2", diode, scaler)`` at the prompt: a new group, exposed."""
