@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import anyio
 import anyio.abc
@@ -117,7 +117,7 @@ class SessionConsoles:
         """The session's housekeeping: its log writer and the idle-console reaper."""
         # What the session prints outside our consoles' commands (its setup, commands run
         # through the server's API, warnings) is shown in every console of the session.
-        output = getattr(self.session, "output", None)
+        output: Any = getattr(self.session, "output", None)
         detach = output.attach(self._broadcast) if hasattr(output, "attach") else None
         try:
             await self._housekeeping(task_status)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -180,7 +180,8 @@ def create_app(
                 await stack.enter_async_context(hub)
             for session in sessions:
                 if getattr(session, "started", True) is False and hasattr(session, "__aenter__"):
-                    await stack.enter_async_context(session)  # a Session nobody started yet
+                    # a Session nobody started yet: it lives as long as the app
+                    await stack.enter_async_context(cast(Any, session))
                 await hub.add_session(session)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
