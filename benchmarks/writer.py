@@ -21,13 +21,13 @@ import numpy as np
 import redis.asyncio as aredis
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _figures import figure  # noqa: E402
+from _figures import figure
 
-from blissng.acquisition.channels import Channel, ChannelSpec  # noqa: E402
-from blissng.data import ScanDocument, ScanPublisher  # noqa: E402
-from blissng.data import keys as data_keys  # noqa: E402
-from blissng.redisdb import start_redis  # noqa: E402
-from blissng.writer import WriterService  # noqa: E402
+from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.data import ScanDocument, ScanPublisher
+from blissng.data import keys as data_keys
+from blissng.redisdb import start_redis
+from blissng.writer import WriterService
 
 BENCHMARK = "writer"
 NPOINTS = 10_000
@@ -60,11 +60,13 @@ async def write_scan(url: str, folder: Path, number: int, specs, arrays, batch: 
             acked = await client.hgetall(data_keys.ack_key(publisher.scan_id))
             on_disk = min((int(acked.get(s.name.encode(), 0)) for s in specs), default=0)
             lag_at_end = len(arrays[0]) - on_disk
+            closed = time.perf_counter()
             while await client.hget(data_keys.ack_key(publisher.scan_id), "written") != b"1":
                 await anyio.sleep(0.005)
             elapsed = time.perf_counter() - started
+            drain = time.perf_counter() - closed
             tg.cancel_scope.cancel()
-        return elapsed, lag_at_end
+        return elapsed, lag_at_end, drain
     finally:
         await client.aclose()
 
@@ -86,17 +88,19 @@ async def main() -> None:
             url = stack.urls.data
             scalars = [np.random.default_rng(i).random(NPOINTS) for i in range(SCALARS)]
             specs = [ChannelSpec(f"c{i}", "float64") for i in range(SCALARS)]
-            elapsed, lag = await write_scan(url, folder, 1, specs, scalars, batch=100)
+            elapsed, lag, drain = await write_scan(url, folder, 1, specs, scalars, batch=100)
             raw = raw_h5py(folder, scalars)
             figure(BENCHMARK, "scalar_values_per_s", SCALARS * NPOINTS / elapsed, "values/s",
                    baseline=SCALARS * NPOINTS / raw, target=">= 100000")  # fmt: skip
             figure(BENCHMARK, "scalar_points_per_s", NPOINTS / elapsed, "points/s",
                    baseline=NPOINTS / raw, target=None, note=f"({SCALARS} channels)")  # fmt: skip
-            figure(BENCHMARK, "lag_at_scan_end", lag, "points", baseline=0, target="small")
+            figure(BENCHMARK, "lag_at_scan_end", lag, "points", baseline=0, target=None,
+                   note="(scan published at full speed)")  # fmt: skip
+            figure(BENCHMARK, "drain_after_scan_end", drain, "s", baseline=0, target=None)
 
             spectra = [np.random.default_rng(0).integers(0, 1000, (MCA_POINTS, MCA_BINS), "u4")]
             specs = [ChannelSpec("mca", "uint32", (MCA_BINS,))]
-            elapsed, _ = await write_scan(url, folder, 2, specs, spectra, batch=50)
+            elapsed, _, _ = await write_scan(url, folder, 2, specs, spectra, batch=50)
             megabytes = spectra[0].nbytes / 2**20
             raw = raw_h5py(folder, spectra)
             figure(BENCHMARK, "mca_throughput", megabytes / elapsed, "MB/s",
