@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -151,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a task group's single failure: say what it was
     if isinstance(exc, CliError | ConfigError | RedisError):
         text = str(exc)
     else:
@@ -236,9 +238,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``serve`` on the configuration shipped in :mod:`blissng.demo`, with its simulators."""
+    import blissng.demo as demo
+
     state_dir = args.state_dir or default_state_dir("demo")
-    with demo_config_dir() as config_dir:
-        return _serve(args, config_dir, state_dir)
+    simulators = functools.partial(demo.start_simulators, state_dir / "simulators")
+    return _serve(args, demo.config_dir(), state_dir, simulators)
 
 
 def _checked_config_dir(path: Path) -> Path:
@@ -248,30 +253,6 @@ def _checked_config_dir(path: Path) -> Path:
     if not path.is_dir():
         raise CliError(f"--config {path} is not a directory")
     return path.resolve()
-
-
-@contextlib.contextmanager
-def demo_config_dir() -> Iterator[Path]:
-    """The simulated beamline's configuration shipped in :mod:`blissng.demo`.
-
-    ``blissng.demo.CONFIG_DIR`` if the demo package names one, else its ``config/``
-    directory, else the package directory itself if it holds YAML files; an empty directory
-    if there is no demo configuration yet.
-    """
-    import blissng.demo as demo
-
-    package = Path(demo.__file__).parent
-    candidates = [getattr(demo, "CONFIG_DIR", None), package / "config", package]
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        path = Path(candidate)
-        if path.is_dir() and any(path.rglob("*.y*ml")):
-            yield path
-            return
-    with tempfile.TemporaryDirectory(prefix="blissng-demo-") as empty:
-        log.warning("no demo configuration found in %s: starting with none", package)
-        yield Path(empty)
 
 
 class _Stop(BaseException):
@@ -286,13 +267,18 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop(signum)
 
 
-def _serve(args: argparse.Namespace, config_dir: Path, state_dir: Path) -> int:
+Extras = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def _serve(
+    args: argparse.Namespace, config_dir: Path, state_dir: Path, extras: Extras | None = None
+) -> int:
     interactive = sys.stdin.isatty() and not args.headless
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
     try:
         with _redis(state_dir, args.redis) as stack:
-            anyio.run(run_main, args, stack, config_dir, interactive)
+            anyio.run(run_main, args, stack, config_dir, interactive, extras)
     except _Stop as stop:
         log.info("%s during start-up: stopping", signal.Signals(stop.signum).name)
     finally:
@@ -303,55 +289,76 @@ def _serve(args: argparse.Namespace, config_dir: Path, state_dir: Path) -> int:
 
 
 async def run_main(
-    args: argparse.Namespace, stack: RedisStack, config_dir: Path, interactive: bool
+    args: argparse.Namespace,
+    stack: RedisStack,
+    config_dir: Path,
+    interactive: bool,
+    extras: Extras | None = None,
 ) -> None:
     """The process's runtime, on the event loop; Redis is already running (``stack``).
 
-    Loads the configuration, connects its objects, logs ``ready``, then runs until
-    SIGTERM/SIGINT (headless) or until the local shell exits (SIGTERM/SIGHUP also stop it).
+    Enters ``extras`` (the demo's simulators), loads the configuration, connects its objects,
+    logs ``ready``, then runs until SIGTERM/SIGINT (headless) or until the local shell exits
+    (SIGTERM/SIGHUP also stop it).
     """
     started = time.perf_counter()
-    stop = anyio.Event()
+    stop = anyio.Event()  # set by the signals: shutdown runs uncancelled, in order
     async with anyio.create_task_group() as tg:
-        if interactive:  # the shell is asked to exit (it cannot be cancelled while reading)
+        if interactive:
             await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGHUP))
             await tg.start(_ignore_sigint)
         else:
-            await tg.start(_on_signals, tg.cancel_scope.cancel, (signal.SIGTERM, signal.SIGINT))
+            await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGINT))
 
         settings_client = async_client(stack.urls.settings)
         objects: dict[str, Any] = {}
+        extras_up, release_extras = anyio.Event(), anyio.Event()
+        if extras is not None:  # started while the configuration loads (simulators are slow)
+            tg.start_soon(_hold, extras, extras_up, release_extras, started)
+        else:
+            extras_up.set()
         try:
-            config = await Config.open(config_dir, settings=SettingsStore(settings_client))
-            objects = build_objects(config)
-            await connect_objects(objects)
-            namespace: dict[str, Any] = {"config": config, **objects}
+            async with contextlib.AsyncExitStack() as resources:
+                resources.callback(release_extras.set)  # after the objects are closed
+                resources.push_async_callback(close_objects, objects)
+                config = await Config.open(config_dir, settings=SettingsStore(settings_client))
+                objects.update(build_objects(config))
+                await extras_up.wait()
+                await connect_objects(objects)
+                namespace: dict[str, Any] = {"config": config, **objects}
 
-            # --------------------------------------------------------------------------
-            # Sessions start here (blissng.session.Server, a later issue): it takes
-            # `config`, `stack.urls` and the `sessions:` section (config.section(
-            # "sessions")), runs in this task group `tg`, and the local shell attaches to
-            # one of its sessions instead of `namespace`. The web app and the writer's
-            # supervisor start beside it.
-            # --------------------------------------------------------------------------
+                # ----------------------------------------------------------------------
+                # Sessions start here (blissng.session.Server, a later issue): it takes
+                # `config`, `stack.urls` and the `sessions:` section (config.section(
+                # "sessions")), runs in this task group `tg` until `stop` is set, and the
+                # local shell attaches to one of its sessions instead of `namespace`. The
+                # web app and the writer's supervisor start beside it.
+                # ----------------------------------------------------------------------
 
-            log.info(
-                "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
-                time.perf_counter() - started,
-                len(objects),
-                config_dir,
-                stack.urls.settings,
-                stack.urls.data,
-            )
-            if interactive:
-                await run_local_shell(namespace, args, stop)
-            else:
-                await anyio.sleep_forever()
+                log.info(
+                    "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
+                    time.perf_counter() - started,
+                    len(objects),
+                    config_dir,
+                    stack.urls.settings,
+                    stack.urls.data,
+                )
+                if interactive:
+                    await run_local_shell(namespace, args, stop)
+                else:
+                    await stop.wait()
         finally:
             with anyio.CancelScope(shield=True):
-                await close_objects(objects)
                 await settings_client.aclose()
         tg.cancel_scope.cancel()
+
+
+async def _hold(extras: Extras, entered: anyio.Event, release: anyio.Event, started: float) -> None:
+    """Enter ``extras()``, say so, and leave it only when released."""
+    async with extras():
+        log.debug("extras started in %.3f s", time.perf_counter() - started)
+        entered.set()
+        await release.wait()
 
 
 def build_objects(config: Config) -> dict[str, Any]:

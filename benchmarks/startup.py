@@ -1,0 +1,188 @@
+"""Start-up figures: ``blissng demo`` time to ready, embedded Redis start, a Redis round trip.
+
+- ``demo_ready``: ``blissng demo`` run headless (stdin not a terminal) until its "ready" log
+  line, median of several runs; baseline: the bare Python interpreter starting and exiting
+  (the floor of any command). Target: 3 s.
+- ``redis_start``: :func:`blissng.redisdb.start_redis` (both servers, version check, PING);
+  baseline: one bare ``redis-server`` started by hand until it answers PING.
+- ``roundtrip_*``: PING, SET and GET through blissng's async client (redis.asyncio, hiredis)
+  on the embedded data server, per operation; baseline: redis-py's plain synchronous client
+  on the same server.
+
+    python benchmarks/startup.py [runs]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import redis
+
+from blissng.redisdb import async_client, find_redis_server, start_redis
+
+BENCHMARK = "startup"
+BLISSNG = Path(sys.executable).parent / "blissng"
+COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
+ROUNDTRIPS = 2000
+
+
+def figure(metric: str, value: float, unit: str, baseline: float, target: float | None) -> None:
+    shown_target = "-" if target is None else f"{target:g}"
+    print(f"{metric:<16} {value:>10.4g} {unit:<3} baseline {baseline:>10.4g} target {shown_target}")
+    line = {
+        "benchmark": BENCHMARK,
+        "metric": metric,
+        "value": round(value, 6),
+        "unit": unit,
+        "baseline": round(baseline, 6),
+        "target": target,
+    }
+    print(json.dumps(line), flush=True)
+
+
+def time_to_ready(state_dir: Path) -> float:
+    """Seconds from spawning ``blissng demo`` to its "ready" line; then SIGTERM."""
+    env = {k: v for k, v in os.environ.items() if k != "BLISSNG_REDIS_URL"}
+    env["XDG_STATE_HOME"] = str(state_dir / "xdg")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*COMMAND, "demo", "--state-dir", str(state_dir / "demo")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    buffer = b""
+    deadline = started + 60
+    try:
+        while b" ready " not in buffer:
+            if not selector.select(max(0.0, deadline - time.perf_counter())):
+                raise RuntimeError(f"blissng demo not ready within 60 s: {buffer.decode()}")
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError(f"blissng demo exited ({proc.wait()}): {buffer.decode()}")
+            buffer += chunk
+        elapsed = time.perf_counter() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        selector.close()
+        proc.stdout.close()
+    return elapsed
+
+
+def python_floor() -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def redis_start(state_dir: Path) -> float:
+    started = time.perf_counter()
+    stack = start_redis(state_dir, url=None)
+    elapsed = time.perf_counter() - started
+    stack.stop()
+    return elapsed
+
+
+def bare_redis_start(directory: Path) -> float:
+    directory.mkdir(parents=True, exist_ok=True)
+    socket = directory / "bare.sock"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(find_redis_server()), "--port", "0", "--unixsocket", str(socket),
+         "--dir", str(directory), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(unix_socket_path=str(socket))
+    try:
+        while True:
+            try:
+                if client.ping():
+                    break
+            except (redis.ConnectionError, OSError):
+                time.sleep(0.002)  # polling a child's start-up, as start_redis does
+        return time.perf_counter() - started
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait()
+
+
+def per_op_sync(client: redis.Redis, op: Callable[[], object]) -> float:
+    for _ in range(100):
+        op()
+    started = time.perf_counter()
+    for _ in range(ROUNDTRIPS):
+        op()
+    return (time.perf_counter() - started) / ROUNDTRIPS * 1e6
+
+
+async def async_figures(url: str) -> dict[str, float]:
+    results: dict[str, float] = {}
+    async with async_client(url) as client:
+        value = b"x" * 100
+        ops = {
+            "ping": client.ping,
+            "set": lambda: client.set("bench:key", value),
+            "get": lambda: client.get("bench:key"),
+        }
+        for name, op in ops.items():
+            for _ in range(100):
+                await op()
+            started = time.perf_counter()
+            for _ in range(ROUNDTRIPS):
+                await op()
+            results[name] = (time.perf_counter() - started) / ROUNDTRIPS * 1e6
+        await client.delete("bench:key")
+    return results
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    with tempfile.TemporaryDirectory(prefix="blissng-bench-") as tmp:
+        base = Path(tmp)
+        print(f"blissng start-up ({runs} runs each, median; machine load makes these noisy)")
+        ready = statistics.median(time_to_ready(base / f"demo{i}") for i in range(runs))
+        floor = statistics.median(python_floor() for _ in range(runs))
+        figure("demo_ready", ready, "s", floor, 3.0)
+
+        start = statistics.median(redis_start(base / f"redis{i}") for i in range(runs))
+        bare = statistics.median(bare_redis_start(base / f"bare{i}") for i in range(runs))
+        figure("redis_start", start, "s", bare, None)
+
+        stack = start_redis(base / "roundtrip", url=None)
+        try:
+            ours = anyio.run(async_figures, stack.urls.data)
+            raw = redis.Redis.from_url(stack.urls.data)
+            value = b"x" * 100
+            try:
+                baseline = {
+                    "ping": per_op_sync(raw, raw.ping),
+                    "set": per_op_sync(raw, lambda: raw.set("bench:key", value)),
+                    "get": per_op_sync(raw, lambda: raw.get("bench:key")),
+                }
+            finally:
+                raw.close()
+        finally:
+            stack.stop()
+        for name in ("ping", "set", "get"):
+            figure(f"roundtrip_{name}", ours[name], "us", baseline[name], None)
+
+
+if __name__ == "__main__":
+    main()
