@@ -118,3 +118,35 @@ def test_wa_and_friendly_scan_errors(served: ServerThread) -> None:
         assert "m1" in out and "m2" in out
         out = tab.run("ascan(m1, 0, 1, 2, 0.01, 'not a counter')", timeout=30)
         assert "!!! ===" in out and "last_error()" in out and "Traceback" not in out
+
+
+@pytest.mark.timeout(120)
+def test_plot_websocket_follows_the_scan_typed_in_a_console(served: ServerThread) -> None:
+    import json
+
+    plot = served.connect("/ws/plot/demo", token=TOKEN)
+    try:
+        with open_console(served) as tab:
+            tab.type("ascan(m1, 0, 2, 10, 0.01, diode)\r")
+            points: dict[str, list[float]] = {}
+            description: dict[str, Any] = {}
+            deadline = time.monotonic() + 60
+            while True:
+                kind, payload = json.loads(plot.recv(timeout=deadline - time.monotonic()))
+                if kind == "scan":
+                    description, points = payload, {}
+                elif kind == "points":
+                    for name, values in payload.items():
+                        points.setdefault(name, []).extend(values)
+                elif kind == "end":
+                    break
+            assert description["motors"] == ["axis:m1"]
+            assert description["counters"] == ["sim:diode"]
+            assert description["npoints"] == 11
+            assert points["axis:m1"] == pytest.approx([0.2 * i for i in range(11)])
+            diode = points["sim:diode"]
+            assert len(diode) == 11
+            assert max(diode) == diode[5]  # the simulated peak is at m1 = 1.0
+            assert payload["end_reason"] == "success"
+    finally:
+        plot.close()

@@ -22,15 +22,35 @@ from .consoles import CLOSE_NOT_FOUND, Sender, _close
 POINTS_PER_MESSAGE = 5000
 
 
+def _motor_channel(motor: str | None, channels: dict[str, Any]) -> str | None:
+    """The channel holding a scanned motor's positions (``m1`` or ``axis:m1``)."""
+    if motor is None:
+        return None
+    for candidate in (motor, f"axis:{motor}"):
+        if candidate in channels:
+            return candidate
+    for name, channel in channels.items():
+        if channel.get("device") == motor and not channel.get("shape"):
+            return str(name)
+    return None
+
+
 def describe_scan(scan: Any) -> dict[str, Any]:
     """What the page needs to set up a plot, from a ``ScanView``'s document."""
     doc = scan.info
     channels: dict[str, Any] = doc.get("channels", {})
-    motors = [m.get("name") for m in doc.get("motors", []) if m.get("name") in channels]
+    motors = [
+        channel
+        for channel in (_motor_channel(m.get("name"), channels) for m in doc.get("motors", []))
+        if channel is not None
+    ]
     scalars = [
         name
         for name, ch in channels.items()
-        if ch.get("kind", "data") == "data" and not ch.get("shape") and name not in motors
+        if ch.get("kind", "data") == "data"
+        and not ch.get("shape")
+        and name not in motors
+        and not name.startswith("timer:")
     ]
     spectra = [
         name
@@ -71,7 +91,10 @@ async def _stream_scan(sender: Sender, scan: Any) -> None:
             batch = {name: _jsonable(values) for name, values in data.items() if len(values)}
             if batch:
                 await sender.send("points", batch)
-    state = await scan.refresh()
+    try:  # the channels are sealed just before the scan closes
+        state = await scan.wait_state("closed", timeout=30)
+    except TimeoutError:
+        state = await scan.refresh()
     await sender.send("end", {"state": state, "end_reason": scan.end_reason, "error": scan.error})
 
 
