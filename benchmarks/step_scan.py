@@ -150,6 +150,38 @@ async def in_process(npoints: int, redis_url: Any) -> None:
     )
 
 
+async def abort_latency(redis_url: Any) -> None:
+    """Ctrl-C during a software-timed scan (count time 0.5 s): time until the scan is closed
+    as aborted (devices stopped, streams sealed). Target <= 100 ms."""
+    m1, sim = devices()
+    context = ScanContext(session="bench", redis=redis_url, output=None, motors=lambda: [m1])
+    times = []
+    with use_context(context):
+        for _ in range(5):
+            scan = await ascan(m1, 0, 10, 100, 0.5, sim, run=False, save=False)
+            first = anyio.Event()
+            scan.control.add_point_callback(lambda i, _, ev=first: ev.set())
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(scan.run)
+                    await first.wait()
+                    await anyio.sleep(0.1)  # in the middle of the next count
+                    t0 = time.perf_counter()
+                    scope.cancel()
+            times.append(time.perf_counter() - t0)
+            assert scan.state == "aborted"
+    worst = max(times) * 1e3
+    emit(
+        "abort_latency_ms",
+        worst,
+        "ms",
+        min(times) * 1e3,
+        100,
+        f"Ctrl-C to aborted and closed (software-timed, count time 0.5 s): worst of 5 "
+        f"{worst:.1f} ms (best {min(times) * 1e3:.1f} ms)",
+    )
+
+
 TRANSPORT_CONFIG = """
 - name: motors
   class: SimSerialMotorController
@@ -206,6 +238,7 @@ async def main(npoints: int) -> None:
     with redis_stack(directory / "redis") as stack:
         try:
             await in_process(npoints, stack.urls)
+            await abort_latency(stack.urls)
             await over_transports(max(50, npoints // 50), stack.urls, directory)
         finally:
             await close_shared_clients()
