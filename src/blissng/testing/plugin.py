@@ -94,3 +94,4 @@ def write_config(config_dir: Path) -> Callable[[str, str], Path]:
 
 
 from blissng.testing.celery import celery_worker  # noqa: E402, F401 - the workflows worker fixture
+from blissng.testing.simulators import bad_device, bad_device_session, sim_host_session, sims  # noqa: E402, F401

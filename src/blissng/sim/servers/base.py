@@ -135,6 +135,7 @@ class Simulator:
         self.requests = 0
         self.refused = 0
         self._task_group: TaskGroup | None = None
+        self._pty: Any = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -168,9 +169,10 @@ class Simulator:
             task_status.started()
 
     async def serve_pty(self, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
-        from blissng.sim.servers.pty import serve_pty
+        from blissng.sim.servers.pty import PtyServer
 
-        await serve_pty(self, tg, task_status)
+        self._pty = PtyServer(self)
+        await self._pty.run(task_status)
 
     async def _accept_stream(self, stream: ByteStream) -> None:
         channel = StreamChannel(stream)
@@ -254,9 +256,9 @@ class Simulator:
 
     # -- control operations (the control socket calls ``control_<op>``) ----------------------
 
-    def control_fault(self, mode: str, delay: float | None = None) -> dict[str, Any]:
+    async def control_fault(self, mode: str, delay: float | None = None) -> dict[str, Any]:
         if mode == "disconnect":
-            return self.control_disconnect()
+            return await self.control_disconnect()
         if mode not in FAULT_MODES:
             raise ValueError(
                 f"{self.name}: unknown fault mode {mode!r}; use one of "
@@ -267,20 +269,25 @@ class Simulator:
             self.fault_delay = float(delay)
         return {"mode": self.fault_mode, "delay": self.fault_delay}
 
-    def control_disconnect(self) -> dict[str, Any]:
+    async def control_disconnect(self) -> dict[str, Any]:
         n = len(self.clients)
-        self.disconnect_all()
+        await self.disconnect_all()
         return {"disconnected": n}
 
-    def disconnect_all(self) -> None:
+    async def disconnect_all(self) -> None:
+        """Close every client connection before returning (so the caller's next command is
+        sure to find its connection closed)."""
+        if self._pty is not None:
+            self._pty.replace()
+            return
         for client in list(self.clients):
-            self.task_group.start_soon(client.channel.aclose)
+            await client.channel.aclose()
 
-    def control_reset(self) -> None:
+    async def control_reset(self) -> None:
         self.fault_mode = "none"
         self.fault_delay = 0.5
         self.reset()
-        self.disconnect_all()
+        await self.disconnect_all()
 
     def reset(self) -> None:
         """Back to the spec's state (subclasses)."""

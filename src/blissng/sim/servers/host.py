@@ -131,7 +131,7 @@ class SimHostServer:
         if name is None:
             if op == "reset":
                 for sim in self.simulators.values():
-                    sim.control_reset()
+                    await sim.control_reset()
                 return None
             if op == "list":
                 return self.info()

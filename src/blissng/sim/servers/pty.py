@@ -15,7 +15,7 @@ import tty
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from blissng.sim.servers.base import Channel
 
@@ -61,32 +61,54 @@ class PtyChannel(Channel):
                 raise
             view = view[sent:]
 
-    async def aclose(self) -> None:
+    def close_now(self) -> None:
         if not self.closed:
             self.closed = True
             anyio.notify_closing(self.fd)
             os.close(self.fd)
 
+    async def aclose(self) -> None:
+        self.close_now()
 
-async def serve_pty(sim: Simulator, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
-    link = sim.host.directory / f"{sim.name}.tty"
-    sim.path = str(link)
-    sim.url = f"serial://{link}"
-    started = False
-    while True:
+
+class PtyServer:
+    """The pty of one simulator and its replacement on a simulated disconnect."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.link = sim.host.directory / f"{sim.name}.tty"
+        self.channel: PtyChannel | None = None
+        self._next: tuple[int, int] | None = None
+
+    def _open_new(self) -> None:
         master, slave = os.openpty()
         tty.setraw(slave)
         os.set_blocking(master, False)
-        temporary = link.with_name(link.name + ".new")
+        temporary = self.link.with_name(self.link.name + ".new")
         if temporary.is_symlink() or temporary.exists():
             temporary.unlink()
         temporary.symlink_to(os.ttyname(slave))
-        os.replace(temporary, link)
-        channel = PtyChannel(master)
-        if not started:
-            task_status.started()
-            started = True
-        try:
-            await sim.serve_client(channel)
-        finally:
-            os.close(slave)
+        os.replace(temporary, self.link)  # atomic: the path always leads to a live pty
+        self._next = (master, slave)
+
+    def replace(self) -> None:
+        """Hang up every client: a new pty behind the same path first, then close the old."""
+        self._open_new()
+        if self.channel is not None:
+            self.channel.close_now()
+
+    async def run(self, task_status: TaskStatus[None]) -> None:
+        self.sim.path = str(self.link)
+        self.sim.url = f"serial://{self.link}"
+        self._open_new()
+        task_status.started()
+        while True:
+            assert self._next is not None
+            master, slave = self._next
+            self.channel = PtyChannel(master)
+            try:
+                await self.sim.serve_client(self.channel)
+            finally:
+                os.close(slave)
+            if self._next[0] == master:  # closed without a replacement ready: make one
+                self._open_new()
