@@ -55,18 +55,26 @@ class CommandCalledWithoutLoop(RuntimeError):
     """A blocking command was called from a thread that has no way back to an event loop."""
 
 
+_registrations: list[anyio.lowlevel.EventLoopToken] = []
+
+
 def use_event_loop(token: anyio.lowlevel.EventLoopToken | None = None) -> None:
     """Register the event loop that blocking calls from foreign threads use (call it on the
-    loop; ``token`` defaults to the current loop's). A session does this when it starts."""
+    loop; ``token`` defaults to the current loop's). A session does this when it starts;
+    registrations nest (several sessions on one loop), the last one wins."""
     global _global_token
     _global_token = token if token is not None else anyio.lowlevel.current_token()
+    _registrations.append(_global_token)
 
 
 def forget_event_loop(token: anyio.lowlevel.EventLoopToken | None = None) -> None:
-    """Undo :func:`use_event_loop` (when that loop stops)."""
+    """Undo one :func:`use_event_loop` (when that session stops)."""
     global _global_token
-    if token is None or _global_token is token:
-        _global_token = None
+    if token is None and _registrations:
+        token = _registrations[-1]
+    if token in _registrations:
+        _registrations.remove(token)
+    _global_token = _registrations[-1] if _registrations else None
 
 
 def on_event_loop_thread() -> bool:

@@ -161,22 +161,36 @@ async def umvr(*args: Any) -> None:
 async def read_positions(
     motors: Sequence[Any], timeout: float = 2.0
 ) -> dict[str, float | Exception]:
-    """Every motor's position, read concurrently; a motor that does not answer in ``timeout``
-    s (or fails) gets its error instead, so one dead controller never hangs the others."""
+    """Every motor's position. Controllers are read concurrently, the motors of one controller
+    one after the other within one ``timeout`` (its connection serialises them anyway); a
+    controller that does not answer in time (or fails) gives its motors an error instead, so
+    one dead controller never hangs the others."""
     results: dict[str, float | Exception] = {}
+    by_controller: dict[int, list[Any]] = {}
+    for motor in motors:
+        controller = getattr(motor, "controller", None)
+        key = id(controller) if controller is not None else id(motor)
+        by_controller.setdefault(key, []).append(motor)
 
-    async def one(motor: Any) -> None:
+    async def one_controller(group: list[Any]) -> None:
         try:
             with anyio.fail_after(timeout):
-                results[motor.name] = float(await motor.read_position())
+                for motor in group:
+                    try:
+                        results[motor.name] = float(await motor.read_position())
+                    except Exception as exc:
+                        results[motor.name] = exc
         except TimeoutError:
-            results[motor.name] = TimeoutError(f"{motor.name} did not answer in {timeout:g} s")
-        except Exception as exc:
-            results[motor.name] = exc
+            controller = getattr(group[0], "controller", None)
+            who = f"controller {controller.name}" if controller is not None else group[0].name
+            for motor in group:
+                results.setdefault(
+                    motor.name, TimeoutError(f"{who} did not answer in {timeout:g} s")
+                )
 
     async with anyio.create_task_group() as tg:
-        for motor in motors:
-            tg.start_soon(one, motor)
+        for group in by_controller.values():
+            tg.start_soon(one_controller, group)
     return {m.name: results[m.name] for m in motors}
 
 
