@@ -72,6 +72,7 @@
         scrollback: 5000,
         fontFamily: "DejaVu Sans Mono, Menlo, Consolas, monospace",
         fontSize: 14,
+        lineHeight: 1.15,
         theme: { background: "#1e1e1e" },
       });
       this.fit = new FitAddon();

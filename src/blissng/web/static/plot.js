@@ -80,7 +80,7 @@
       const s = this.scan;
       this._updateTitle();
       const width = this._area.clientWidth || 500;
-      const height = Math.max(200, (this._area.clientHeight || 350) - 10);
+      const height = Math.max(200, (this._area.clientHeight || 350) - 60);  // room for the legend
       if (s.mesh) {
         this.canvas = document.createElement("canvas");
         this.canvas.width = width;

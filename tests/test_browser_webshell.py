@@ -1,0 +1,168 @@
+"""The web shell in a real headless Chromium (Debian's package, driven by Playwright).
+
+Open the page with the token, type a scan, see its table in the terminal and its curve in the
+plot; press Ctrl-C during a long scan and see it aborted. Screenshots go to test-artifacts/.
+Chromium missing: these tests FAIL with the command to install it, unless
+BLISSNG_SKIP_BROWSER=1 says to skip them (never silently).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blissng.config import Config
+from blissng.redisdb import RedisUrls
+from blissng.session import Session
+from blissng.shell.consoles import ShellHub
+from blissng.web.app import create_app, missing_vendor_files
+from blissng.web.security import WebSecurity
+from blissng.web.testing import ServerThread
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "browser-token"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+CONFIG = """
+- name: motors
+  class: MockupController
+  instant: true
+  axes:
+    - name: m1
+- name: sim
+  class: SimCounterController
+  sampling_period: 0.001
+  counters:
+    - name: diode
+      motor: $m1
+      center: 1.0
+      fwhm: 0.5
+      height: 100
+      nsamples: 1
+"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("BLISSNG_SKIP_BROWSER") == "1":
+            pytest.skip("BLISSNG_SKIP_BROWSER=1: browser tests opted out")
+        pytest.fail(
+            "Chromium is missing: run 'sudo apt-get install -y chromium' (or `make chromium`), "
+            "or set BLISSNG_SKIP_BROWSER=1 to opt out of the browser tests"
+        )
+    missing = missing_vendor_files()
+    if missing:
+        pytest.fail(f"the browser client's files are missing ({missing}): run `make webshell`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served(
+    write_config: Any, config_dir: Path, redis_urls: RedisUrls, tmp_path: Path
+) -> Iterator[ServerThread]:
+    write_config("beamline.yml", CONFIG)
+    session = Session(
+        "demo",
+        config=Config(config_dir),
+        redis=redis_urls,
+        scan_saving={"base_path": str(tmp_path / "data")},
+    )
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[session],
+        data_url=redis_urls.data,
+    )
+    with ServerThread(app, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser: Any, served: ServerThread) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{served.base_url}/?token={TOKEN}")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def terminal_text(page: Any) -> str:
+    return str(page.locator("blissng-shell .xterm-rows").inner_text())
+
+
+def wait_terminal(page: Any, text: str, timeout: float = 30_000) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('blissng-shell .xterm-rows')||{}).innerText?.includes(t)",
+        arg=text,
+        timeout=timeout,
+    )
+
+
+def type_command(page: Any, command: str) -> None:
+    page.locator("blissng-shell .xterm").click()
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+
+
+@pytest.mark.timeout(120)
+def test_a_scan_typed_in_the_browser_shows_its_table_and_curve(page: Any) -> None:
+    assert page.url.endswith("/")  # the token went into a cookie, out of the address bar
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "ascan(m1, 0, 2, 10, 0.01, diode)")
+    plot = page.locator("section[data-session=demo] .plot")
+    page.wait_for_function(
+        "() => document.querySelector('section[data-session=demo] .plot')"
+        ".dataset.state === 'success'"
+    )
+    assert plot.get_attribute("data-points") == "11"
+    wait_terminal(page, "demo [2]:")
+    text = terminal_text(page)
+    assert "diode" in text and "m1" in text
+    assert page.locator("section[data-session=demo] .plot canvas").count() >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webshell-ascan.png"))
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_in_the_browser_aborts_a_long_scan(page: Any) -> None:
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "loopscan(100000, 0.01, sim)")
+    page.wait_for_selector("blissng-shell[data-busy='1']")
+    page.wait_for_function(
+        "() => +document.querySelector('section[data-session=demo] .plot').dataset.points > 5"
+    )
+    page.keyboard.press("Control+C")
+    page.wait_for_selector("blissng-shell[data-busy='0']")
+    wait_terminal(page, "KeyboardInterrupt")
+    page.wait_for_function(
+        "() => document.querySelector('section[data-session=demo] .plot')"
+        ".dataset.state === 'aborted'"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webshell-ctrl-c.png"))
