@@ -392,3 +392,16 @@ def test_local_shell_stops_on_sigterm(pty_serve):
     shell.read_until(b"stopped")
     assert b"Traceback" not in shell.output
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_serve_stops_with_an_error_when_redis_dies(running, tmp_path, motor_config):
+    serve = running(["serve", "--config", str(motor_config), "--state-dir", str(tmp_path / "s")])
+    serve.wait_for(" ready ")
+    kids = serve.redis_children()
+    [data] = [k for k in kids if "data" in " ".join(k.cmdline())]
+    data.kill()
+    assert serve.process.wait(30) == 1
+    lines = serve.rest()
+    assert any("ERROR blissng: redis-server (data) exited with code -9" in line for line in lines)
+    assert any("stopped" in line for line in lines)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]

@@ -276,16 +276,17 @@ def _serve(
     interactive = sys.stdin.isatty() and not args.headless
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
+    code = 0
     try:
         with _redis(state_dir, args.redis) as stack:
-            anyio.run(run_main, args, stack, config_dir, interactive, extras)
+            code = anyio.run(run_main, args, stack, config_dir, interactive, extras)
     except _Stop as stop:
         log.info("%s during start-up: stopping", signal.Signals(stop.signum).name)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     log.info("stopped")
-    return 0
+    return code
 
 
 async def run_main(
@@ -294,12 +295,12 @@ async def run_main(
     config_dir: Path,
     interactive: bool,
     extras: Extras | None = None,
-) -> None:
+) -> int:
     """The process's runtime, on the event loop; Redis is already running (``stack``).
 
     Enters ``extras`` (the demo's simulators), loads the configuration, connects its objects,
     logs ``ready``, then runs until SIGTERM/SIGINT (headless) or until the local shell exits
-    (SIGTERM/SIGHUP also stop it).
+    (SIGTERM/SIGHUP also stop it). Returns the exit code: 1 if an embedded Redis server died.
     """
     started = time.perf_counter()
     stop = anyio.Event()  # set by the signals: shutdown runs uncancelled, in order
@@ -309,6 +310,8 @@ async def run_main(
             await tg.start(_ignore_sigint)
         else:
             await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGINT))
+        failures: list[str] = []
+        await tg.start(_watch_redis, stack, stop, failures)
 
         settings_client = async_client(stack.urls.settings)
         objects: dict[str, Any] = {}
@@ -351,6 +354,7 @@ async def run_main(
             with anyio.CancelScope(shield=True):
                 await settings_client.aclose()
         tg.cancel_scope.cancel()
+    return 1 if failures else 0
 
 
 async def _hold(extras: Extras, entered: anyio.Event, release: anyio.Event, started: float) -> None:
@@ -416,6 +420,33 @@ async def _on_signals(
             log.info("%s: stopping", signal.Signals(signum).name)
             stop()
             return
+
+
+async def _watch_redis(
+    stack: RedisStack,
+    stop: anyio.Event,
+    failures: list[str],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """An embedded server that dies stops everything with an error, rather than leaving every
+    Redis call to fail on its own. Checked at each SIGCHLD (any child's exit)."""
+    if not stack.embedded:
+        task_status.started()
+        return
+    with anyio.open_signal_receiver(signal.SIGCHLD) as received:
+        task_status.started()
+        async for _ in received:
+            for proc in stack.processes:
+                if proc.process.poll() is not None:
+                    failure = (
+                        f"redis-server ({proc.role}) exited with code "
+                        f"{proc.process.returncode}; see {proc.logfile}; stopping"
+                    )
+                    log.error("%s", failure)
+                    failures.append(failure)
+                    stop.set()
+                    return
 
 
 async def _ignore_sigint(
