@@ -35,7 +35,7 @@ from .graphs import LoadedWorkflow, load_workflow, normalize_inputs
 from .job import Job, JobState
 from .local import LocalExecutor
 from .record import JobRecorder
-from .settings import WorkflowSettings, default_celery_url
+from .settings import WorkflowSettings, default_celery_url, settings_from_config
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,15 @@ class JobManager:
         *,
         session: str | None = None,
         config_dir: Path | str | None = None,
+        scan_trigger: bool = True,
     ) -> None:
         self.settings = WorkflowSettings.from_section(settings)
+        self.scan_trigger = scan_trigger
+        self._remove_trigger: Any = None
         self.redis = redis
         self.session = session
         self.config_dir = Path(config_dir) if config_dir is not None else None
-        self.jobs: deque[Job] = deque(maxlen=KEEP_JOBS)
+        self.jobs: deque[Job] = deque(maxlen=KEEP_JOBS)  # the most recent, for the shell
         self._executors: dict[str, Any] = {}
         self._tg: TaskGroup | None = None
         self._recorder: JobRecorder | None = None
@@ -92,6 +95,14 @@ class JobManager:
         self._token: Any = None
         self._loop_thread: int | None = None
         self._context_token: contextvars.Token[JobManager | None] | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: Any, redis: RedisUrls | None = None, *, session: str | None = None
+    ) -> JobManager:
+        """A manager with the ``workflows:`` section of a ``blissng.config.Config``."""
+        settings, base_dir = settings_from_config(config)
+        return cls(redis, settings, session=session, config_dir=base_dir)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,6 +118,10 @@ class JobManager:
             self._tg.start_soon(self._executor("local").warm_up, self.settings.warm_workers)
         self._context_token = _current.set(self)
         _running.append(self)
+        if self.scan_trigger:
+            from .triggers import install_scan_trigger  # imports the scans layer
+
+            self._remove_trigger = install_scan_trigger(self)
         return self
 
     async def __aexit__(
@@ -116,6 +131,9 @@ class JobManager:
         tb: TracebackType | None,
     ) -> bool | None:
         _running.remove(self)
+        if self._remove_trigger is not None:
+            self._remove_trigger()
+            self._remove_trigger = None
         if self._context_token is not None:
             try:
                 _current.reset(self._context_token)
@@ -192,6 +210,10 @@ class JobManager:
         self.jobs.append(job)
         self._tg.start_soon(self._drive, job, name=f"job {job.id} ({workflow.name})")
         return job
+
+    def jobs_of_scan(self, key: str) -> list[Job]:
+        """The jobs a scan (``blissng:scan:<id>``) triggered, still in :attr:`jobs`."""
+        return [job for job in self.jobs if job.scan == key]
 
     def _celery_url(self) -> str | None:
         if self.settings.celery_url:

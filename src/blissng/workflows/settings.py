@@ -57,6 +57,31 @@ class WorkflowSettings(BaseModel):
             raise WorkflowError(f"invalid workflows configuration: {problems}") from None
 
 
+def settings_from_config(config: Any) -> tuple[WorkflowSettings, Path | None]:
+    """The ``workflows:`` section of a ``blissng.config.Config`` (defaults when it has none),
+    and the directory its relative workflow files are read from (that of the file defining
+    the section). Errors name the file and line."""
+    section = config.section("workflows")
+    if section is None:
+        return WorkflowSettings.from_section(None), Path(config.directory)
+    if not isinstance(section.value, Mapping):
+        raise WorkflowError(f"{section.location}: workflows: is a mapping of settings")
+    try:
+        settings = WorkflowSettings.model_validate(dict(section.value))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = tuple(str(p) for p in first["loc"])
+        try:
+            where = section.location_of(*path[:1])
+        except Exception:
+            where = section.location
+        raise WorkflowError(
+            f"{where}: workflows.{'.'.join(path)}: {first['msg']}"
+            + (f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")
+        ) from None
+    return settings, Path(section.location.file).parent
+
+
 def celery_urls(redis_url: str) -> str:
     """A Redis URL as Celery's broker and backend want it (unix sockets: ``redis+socket://``)."""
     if redis_url.startswith("unix://"):

@@ -32,13 +32,14 @@ async def load_scan_channels(
     channels: list[str] | None = None,
     wait_timeout: float | None = 60.0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``({channel: array}, scan document)`` of a scan, once it has stopped."""
+    """``({channel: array}, scan document)`` of a scan, once it has closed (all its data
+    published). ``wait_timeout`` 0: read what is there now."""
     from blissng.data import DataStore
 
     async with DataStore(redis_url) as store:
         view = await store.get_scan(scan_id_of(scan))
         if wait_timeout is None or wait_timeout > 0:
-            await view.wait_state("stopped", timeout=wait_timeout)
+            await view.wait_state("closed", timeout=wait_timeout)
         names = list(channels) if channels else list(view.channels)
         unknown = [name for name in names if name not in view.channels]
         if unknown:
@@ -48,6 +49,19 @@ async def load_scan_channels(
             )
         data = {name: await view.channels[name].get(0) for name in names}
         return data, dict(view.info)
+
+
+def channel_name(data: dict[str, Any], name: str) -> str:
+    """``name`` itself, or the one channel whose short name it is (``diode`` for
+    ``simct:diode``, ``m1`` for ``axis:m1``)."""
+    if name in data:
+        return name
+    matches = [full for full in data if full.rsplit(":", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise KeyError(f"channel {name!r} is ambiguous: {', '.join(matches)}")
+    raise KeyError(f"no channel {name!r} to fit; there are {', '.join(data)}")
 
 
 class LoadScanChannels(  # type: ignore[call-arg]
@@ -82,10 +96,9 @@ class FitGaussianPeak(  # type: ignore[call-arg]
 
     def run(self) -> None:
         data = self.inputs.data
-        for name in (self.inputs.x, self.inputs.y):
-            if name not in data:
-                raise KeyError(f"no channel {name!r} to fit; there are {', '.join(data)}")
-        fit = fit_gaussian(data[self.inputs.x], data[self.inputs.y])
+        x = data[channel_name(data, self.inputs.x)]
+        y = data[channel_name(data, self.inputs.y)]
+        fit = fit_gaussian(x, y)
         self.outputs.position = fit.position
         self.outputs.fwhm = fit.fwhm
         self.outputs.sigma = fit.sigma
