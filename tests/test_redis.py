@@ -270,3 +270,19 @@ def test_a_state_directory_serves_one_process_at_a_time(tmp_path):
         assert ping(first.urls.settings)  # the refused start did not touch the running one
     with redis_stack(state) as again:
         assert ping(again.urls.settings)
+
+
+def test_a_server_that_dies_at_start_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
+    script = tmp_path / "redis-server"
+    script.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Redis server v=7.2.0"; exit 0; fi\n'
+        'echo "FATAL: cannot open the socket" >&2\nexit 3\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("BLISSNG_REDIS_SERVER", str(script))
+    state = tmp_path / "state"
+    with pytest.raises(RedisError, match=r"redis-server \(settings\) exited at start with code 3"):
+        start_redis(state)
+    monkeypatch.delenv("BLISSNG_REDIS_SERVER")
+    with redis_stack(state) as stack:  # the lock was released, the pid files are gone
+        assert ping(stack.urls.data)

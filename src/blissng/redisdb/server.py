@@ -229,6 +229,15 @@ def start_one(
     """Start one redis-server on a unix socket; return once it answers PING."""
     binary = binary or find_redis_server()
     check_version(binary)
+    server = launch_one(role, directory, persistent=persistent, maxmemory=maxmemory, binary=binary)
+    _wait_ready(server, timeout)
+    return server
+
+
+def launch_one(
+    role: str, directory: Path, *, persistent: bool, maxmemory: str | None, binary: Path
+) -> RedisProcess:
+    """Spawn one redis-server (version already checked) without waiting for it."""
     directory.mkdir(parents=True, exist_ok=True)
     _kill_stale(directory)
     socket = _socket_path(directory, role)
@@ -258,9 +267,7 @@ def start_one(
         start_new_session=True,  # a Ctrl-C at the terminal goes to blissng, which stops Redis
     )
     (directory / "redis.pid").write_text(str(process.pid))
-    server = RedisProcess(role, process, socket, directory, logfile)
-    _wait_ready(server, timeout)
-    return server
+    return RedisProcess(role, process, socket, directory, logfile)
 
 
 def _wait_ready(server: RedisProcess, timeout: float) -> None:
@@ -373,14 +380,20 @@ def start_redis(
     started: list[RedisProcess] = []
     try:
         binary = binary or find_redis_server()
+        check_version(binary)
+        # both spawned, then both awaited: their start-ups overlap
         started.append(
-            start_one("settings", state_dir / "settings", persistent=True, binary=binary)
+            launch_one(
+                "settings", state_dir / "settings", persistent=True, maxmemory=None, binary=binary
+            )
         )
         started.append(
-            start_one(
+            launch_one(
                 "data", state_dir / "data", persistent=False, maxmemory=maxmemory, binary=binary
             )
         )
+        for server in started:
+            _wait_ready(server, timeout=10.0)
     except BaseException:
         for proc in reversed(started):
             proc.stop()
