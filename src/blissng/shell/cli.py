@@ -1,0 +1,128 @@
+"""The ``shell`` subcommand, registered by :mod:`blissng.cli` (or run as
+``python -m blissng.shell``).
+
+``blissng shell SESSION`` attaches this terminal to a console of the running server (URL and
+token from the server's connection file, or ``--url``/``--token``/$BLISSNG_URL/$BLISSNG_TOKEN).
+``--standalone`` first starts a web app in this process (sessions from ``--config DIR``, or an
+empty session) on a private unix socket, then attaches to it: the same console, no server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .remote import RemoteShellError, attach
+
+
+def default_connection_file() -> Path:
+    """Where ``blissng serve``/``demo`` write their URL and token (mode 0600)."""
+    state = os.environ.get("BLISSNG_STATE_DIR")
+    base = Path(state) if state else Path.home() / ".local" / "state" / "blissng"
+    return base / "web.json"
+
+
+def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
+    """Add ``shell`` to the ``blissng`` subcommands (``commands`` from add_subparsers)."""
+    parser = commands.add_parser(
+        "shell",
+        parents=list(parents),
+        help="attach this terminal to a session of a running server",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    configure(parser)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", help="the session to attach to")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("BLISSNG_URL"),
+        help="the server (http://host:port or unix:/path); default: $BLISSNG_URL or the "
+        "running server's connection file",
+    )
+    parser.add_argument("--token", default=os.environ.get("BLISSNG_TOKEN"), help="its token")
+    parser.add_argument("--console", help="reattach to this console id")
+    parser.add_argument("--view", action="store_true", help="watch read-only")
+    parser.add_argument(
+        "--connection-file",
+        type=Path,
+        default=None,
+        help=f"default: {default_connection_file()}",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="start a web app with the session in this process first (no server needed)",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="with --standalone: the configuration directory"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``shell`` command; returns the exit code."""
+    mode = "view" if args.view else "control"
+    try:
+        if args.standalone:
+            return anyio.run(_standalone, args, mode)
+        url, token = args.url, args.token
+        if url is None:
+            from blissng.web.serve import read_connection_file
+
+            info = read_connection_file(args.connection_file or default_connection_file())
+            url, token = info["url"], token or info.get("token")
+        return anyio.run(
+            lambda: attach(url, args.session, token=token, console=args.console, mode=mode)
+        )
+    except (RemoteShellError, FileNotFoundError) as exc:
+        print(f"blissng shell: {exc}")
+        return 2
+
+
+async def _standalone(args: argparse.Namespace, mode: str) -> int:
+    from blissng.web.app import create_app
+    from blissng.web.security import WebSecurity
+    from blissng.web.serve import serve_web
+
+    from .consoles import ShellHub
+    from .session import SimpleSession
+
+    session: Any
+    if args.config is not None:
+        from blissng.config import Config
+        from blissng.session import Session
+
+        session = Session(args.session, config=Config(args.config))
+    else:
+        session = SimpleSession(args.session)
+    security = WebSecurity.create()
+    with tempfile.TemporaryDirectory(prefix="blissng-shell-") as tmp:
+        socket_path = str(Path(tmp) / "web.sock")
+        app = create_app(ShellHub(), security=security, sessions=[session])
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                lambda task_status: serve_web(app, uds=socket_path, task_status=task_status)
+            )
+            try:
+                return await attach(
+                    f"unix:{socket_path}", args.session, token=security.token, mode=mode
+                )
+            finally:
+                tg.cancel_scope.cancel()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="blissng shell")
+    configure(parser)
+    with contextlib.suppress(KeyboardInterrupt):
+        return run(parser.parse_args(argv))
+    return 130

@@ -1,0 +1,116 @@
+"""Serving the web app from a process's event loop, and telling clients where it is.
+
+The server (``blissng serve``/``demo``) runs uvicorn inside its own task group
+(:func:`serve_web`) and writes a connection file (URL + token, readable by the user only) that
+``blissng shell SESSION`` reads, so a local user attaches without copying the token.
+Binding anything but loopback warns loudly: the token is then all that protects a Python
+prompt on the beamline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+
+from .security import WebSecurity, is_loopback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+MAX_WEBSOCKET_MESSAGE = 2 * 1024 * 1024  # bytes; the app closes at 1 MiB of text with a reason
+
+
+def exposure_warning(host: str) -> str | None:
+    """The loud warning for a non-loopback bind (None for loopback)."""
+    if is_loopback(host):
+        return None
+    return (
+        "\n" + "!" * 78 + "\n"
+        f"!!! WARNING: the web shell listens on {host}: anyone who can reach this machine\n"
+        "!!! and obtains the token gets a Python prompt on the beamline (no TLS here).\n"
+        "!!! Prefer the default 127.0.0.1 and an SSH tunnel, or a TLS reverse proxy.\n" + "!" * 78
+    )
+
+
+def write_connection_file(path: Path, url: str, security: WebSecurity) -> None:
+    """``{"url": ..., "token": ...}``, created with mode 0600 (the token is a password)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump({"url": url, "token": security.token, "pid": os.getpid()}, file)
+
+
+def read_connection_file(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no running blissng server found ({path} is missing): start one with "
+            "`blissng serve`/`blissng demo`, or give --url and --token"
+        ) from None
+    return data
+
+
+async def serve_web(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    uds: str | None = None,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run uvicorn on the current event loop until cancelled; reports the bound port."""
+    warning = exposure_warning(host) if uds is None else None
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+        log.warning("web shell exposed on %s", host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        uds=uds,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=MAX_WEBSOCKET_MESSAGE,
+    )
+    server = uvicorn.Server(config)
+    # The process owns SIGINT/SIGTERM (the server's shutdown order), not uvicorn.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    finished = anyio.Event()
+
+    async def run() -> None:
+        with anyio.CancelScope(shield=True):  # stopped by should_exit: a graceful shutdown
+            try:
+                await server.serve()
+            finally:
+                finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        while not server.started:
+            if finished.is_set():
+                raise RuntimeError(f"the web server could not start on {uds or f'{host}:{port}'}")
+            await anyio.sleep(0.01)
+        bound = port
+        for listener in getattr(server, "servers", []):
+            for sock in listener.sockets:
+                name = sock.getsockname()
+                if isinstance(name, tuple):
+                    bound = name[1]
+        task_status.started(bound)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.should_exit = True
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(10):
+                    await finished.wait()
+                server.force_exit = True

@@ -1,0 +1,127 @@
+"""``blissng shell SESSION`` in a real pseudo-terminal: a process attached over the websocket.
+
+(Run as ``python -m blissng.shell``, which is what the ``shell`` subcommand calls.)
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blissng.shell.consoles import ShellHub
+from blissng.shell.session import SimpleSession
+from blissng.web.app import create_app
+from blissng.web.security import WebSecurity
+from blissng.web.testing import ConsoleClient, ServerThread, terminal_text
+
+TOKEN = "remote-token"
+
+
+class PtyProcess:
+    """A child process on a pty; ``expect`` reads its terminal output with a deadline."""
+
+    def __init__(self, *args: str) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            os.environ["PROMPT_TOOLKIT_NO_CPR"] = "1"
+            os.execv(sys.executable, [sys.executable, "-m", "blissng.shell", *args])
+        self.output = b""
+
+    def expect(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while pattern not in terminal_text(self.output.decode(errors="replace")):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError(f"{pattern!r} not seen; got {self.output[-1500:]!r}")
+            try:
+                self.output += os.read(self.fd, 65536)
+            except OSError as exc:  # the child exited
+                raise AssertionError(f"process ended before {pattern!r}: {self.output!r}") from exc
+        return terminal_text(self.output.decode(errors="replace"))
+
+    def send(self, data: str) -> None:
+        os.write(self.fd, data.encode())
+
+    def wait(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            with_data, _, _ = select.select([self.fd], [], [], 0.05)
+            if with_data:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:
+                    pass
+        raise AssertionError("the shell process did not exit")
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[SimpleSession("lab")],
+    )
+    with ServerThread(app, uds=tmp_path / "web.sock") as server:
+        yield server
+
+
+@pytest.mark.timeout(90)
+def test_terminal_attaches_to_a_running_server_and_ctrl_c_works(server: ServerThread) -> None:
+    shell = PtyProcess("lab", "--url", f"unix:{server.uds}", "--token", TOKEN)
+    try:
+        shell.expect("lab [1]:")
+        shell.send("6*7\r")
+        shell.expect("42")
+        shell.send("import time; time.sleep(60)\r")
+        # a browser tab on the same session sees the server is serving meanwhile
+        with ConsoleClient.open(server, "lab", token=TOKEN) as tab:
+            assert "Out [" in tab.run("1 + 1")
+        shell.send("\x03")
+        shell.expect("KeyboardInterrupt")
+        shell.send("\x04")  # Ctrl-D at the prompt closes the console and the client
+        assert shell.wait() == 0
+    finally:
+        shell.kill()
+
+
+@pytest.mark.timeout(90)
+def test_wrong_token_is_a_clear_error(server: ServerThread) -> None:
+    shell = PtyProcess("lab", "--url", f"unix:{server.uds}", "--token", "wrong")
+    try:
+        text = shell.expect("refused")
+        assert "token" in text
+        assert shell.wait() == 2
+    finally:
+        shell.kill()
+
+
+@pytest.mark.timeout(90)
+def test_standalone_starts_its_own_server() -> None:
+    shell = PtyProcess("--standalone", "solo")
+    try:
+        shell.expect("solo [1]:")
+        shell.send("print('standalone-' + 'ok')\r")
+        shell.expect("standalone-ok")
+        shell.send("\x04")
+        assert shell.wait() == 0
+    finally:
+        shell.kill()
