@@ -55,13 +55,20 @@ class AcquisitionChain:
     """A tree of acquisition nodes with one top master.
 
     ``stop_timeout``: the deadline of the shielded cleanup (stopping every node).
+    ``readout_timeout``: after the last point, how long hardware reading loops may take to
+    get their last points (a free-running device under a software timer).
     """
 
     def __init__(
-        self, presets: list[ChainPreset] | None = None, *, stop_timeout: float = 5.0
+        self,
+        presets: list[ChainPreset] | None = None,
+        *,
+        stop_timeout: float = 5.0,
+        readout_timeout: float = 10.0,
     ) -> None:
         self.presets: list[ChainPreset] = list(presets or [])
         self.stop_timeout = stop_timeout
+        self.readout_timeout = readout_timeout
         self._nodes: list[AcquisitionNode] = []
         self._running = False
 
@@ -195,6 +202,8 @@ class AcquisitionChain:
         finally:
             for master in masters:
                 master.close_workers()
+        for master in masters:
+            await master.wait_readings(self.readout_timeout)
         control._set_state(ScanState.STOPPING)
 
     async def _iterate(

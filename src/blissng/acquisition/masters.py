@@ -281,20 +281,7 @@ class HardwareTriggerMaster(AcquisitionMaster):
             await self.source.wait_done()
         except Exception as exc:
             raise self.error("wait_ready", exc) from exc
-        for child in self.children:
-            done = getattr(child, "done", None)
-            if not child.has_reading or done is None:
-                continue
-            with anyio.move_on_after(self.readout_timeout):
-                await done.wait()
-            if not done.is_set():
-                got = getattr(child, "points_read", "?")
-                raise AcquisitionError(
-                    child.name,
-                    "reading",
-                    f"got {got} of {child.npoints} points {self.readout_timeout} s after "
-                    f"{self.name} finished its pulses",
-                )
+        await self.wait_readings(self.readout_timeout)
 
     async def stop(self) -> None:
         try:

@@ -216,6 +216,24 @@ class AcquisitionMaster(AcquisitionNode):
         self.children.append(child)
         self._sw_children = [c for c in self.children if not c.is_hardware]
 
+    async def wait_readings(self, timeout: float) -> None:
+        """Wait until every hardware child's reading loop has all its points; fail naming
+        the first child still short after ``timeout`` seconds."""
+        for child in self.children:
+            done = getattr(child, "done", None)
+            if not child.has_reading or done is None:
+                continue
+            with anyio.move_on_after(timeout):
+                await done.wait()
+            if not done.is_set():
+                got = getattr(child, "points_read", "?")
+                expected = getattr(child, "expected_points", child.npoints)
+                raise AcquisitionError(
+                    child.name,
+                    "reading",
+                    f"got {got} of {expected} points {timeout:g} s after {self.name} finished",
+                )
+
     def start_workers(self, tg: anyio.abc.TaskGroup) -> None:
         """With several software children, start one long-lived worker per child (once per
         scan, in the chain's task group) so that each point fans out without new tasks."""

@@ -73,7 +73,9 @@ class Stall:
         culprit = self.culprit
         head = f"event loop stalled for {self.duration * 1e3:.1f} ms"
         if culprit is None:
-            return head + " (no stack captured)"
+            # The monitor's own thread was held as long as the loop: not one piece of code on
+            # the loop but the whole process (a thread holding the GIL, or the OS scheduler).
+            return head + " (no stack: the whole process was held, by the GIL or the OS)"
         lines = [f"{head} in {culprit.function} ({culprit.filename}:{culprit.lineno})"]
         lines += [f"    {frame}" for frame in self.stack[-frames:]]
         return "\n".join(lines)

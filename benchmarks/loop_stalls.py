@@ -1,0 +1,94 @@
+"""Event-loop stalls during the fairness scenario (tests/test_fairness.py).
+
+The chain reads the simulated good device (buffered, hardware mode) and bad device (a packet
+stream that drops what is not read within 0.1 s) while 16 other readers fetch and decode
+64 kB payloads with 50 ms timeouts. The loop monitor (blissng.health) pings the loop every
+millisecond meanwhile. Baseline: the same monitor on an idle loop for the same time, in the
+same run. Target: p99 of the ping latency <= 5 ms; the max is reported with its culprit.
+
+    python benchmarks/loop_stalls.py [duration_s]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import anyio
+
+from blissng.health import LoopMonitor
+from blissng.sim.servers import bad_device_spec, open_sim_host, standard_spec
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_scenario():  # the scenario is defined once, beside its test
+    path = HERE.parent / "tests" / "test_fairness.py"
+    spec = importlib.util.spec_from_file_location("fairness_scenario", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def figure(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
+    print(
+        json.dumps(
+            {
+                "benchmark": "loop_stalls",
+                "metric": metric,
+                "value": round(value, 3),
+                "unit": unit,
+                "baseline": None if baseline is None else round(baseline, 3),
+                "target": target,
+            }
+        )
+    )
+
+
+async def main(duration: float) -> None:
+    scenario = load_scenario()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            open_sim_host(standard_spec(Path(tmp) / "sims", seed=1)) as sims,
+            open_sim_host(bad_device_spec(Path(tmp) / "bad")) as bad,
+        ):
+            async with LoopMonitor(threshold=0.005, interval=0.001, log_stalls=False) as idle:
+                await anyio.sleep(duration)
+            baseline = idle.stats()
+            async with LoopMonitor(threshold=0.005, interval=0.001, log_stalls=False) as mon:
+                result = await scenario.run_fairness_scenario(
+                    sims.url("good"),
+                    bad.url("bad"),
+                    duration=duration,
+                    monitor=mon,
+                    count_timeouts=True,
+                )
+            stats = mon.stats()
+    produced, dropped = result.bad_end or (0, -1)
+    reads = sum(r.reads for r in result.readers)
+    timeouts = sum(r.timeouts for r in result.readers)
+    print(
+        f"fairness scenario {duration:g} s: {stats.count} pings, latency p50 "
+        f"{stats.p50 * 1e3:.2f} ms, p99 {stats.p99 * 1e3:.2f} ms, max {stats.max * 1e3:.1f} ms "
+        f"(idle loop: p99 {baseline.p99 * 1e3:.2f} ms, max {baseline.max * 1e3:.1f} ms); "
+        f"{stats.stall_count} stalls > 5 ms; readers: {reads} payloads of 64 kB, {timeouts} "
+        f"timeouts; good device "
+        f"{result.good_points} points, overrun {result.good_overrun}; bad device dropped "
+        f"{dropped} of {produced}"
+    )
+    for stall in stats.stalls[:5]:
+        print(f"  stall {stall.duration * 1e3:6.1f} ms in {stall.culprit}")
+    figure("ping_latency_p99", stats.p99 * 1e3, "ms", baseline.p99 * 1e3, "<= 5")
+    figure("ping_latency_max", stats.max * 1e3, "ms", baseline.max * 1e3, "report")
+    figure("ping_latency_p50", stats.p50 * 1e3, "ms", baseline.p50 * 1e3, "report")
+    figure("bad_device_dropped", float(dropped), "packets", 0.0, "0")
+    figure("reader_timeouts", float(timeouts), "timeouts", 0.0, "0")
+
+
+if __name__ == "__main__":
+    anyio.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
