@@ -142,6 +142,9 @@ async def test_cancel_terminates_the_running_process(jobs, redis_urls):
 
 
 async def test_timeout_stops_the_job(jobs):
+    # The timeout counts from submission (queueing and a worker's start included): warm the
+    # worker first so that the job is surely running when its time is up.
+    await jobs.run_job(HYPOT)
     job = jobs.run_job(SLEEP, timeout=3)
     with pytest.raises(JobTimeout, match="timeout of 3"):
         await job
