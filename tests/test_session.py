@@ -240,3 +240,20 @@ async def test_session_names_and_use_before_start_are_checked(tmp_path):
     async with s:  # no configuration, no Redis: still a working namespace
         assert (await s.execute("1 + 2")) == 3
         assert "ascan" in s.namespace and s.motors == []
+
+
+@pytest.mark.timeout(90)
+async def test_a_scan_s_workflow_runs_in_the_session_s_job_manager(
+    config, settings, redis_urls, tmp_path
+):
+    async with session("s1", config, settings, redis_urls, tmp_path) as s:
+        assert s.jobs is not None and "run_job" in s.namespace
+        fit = "{'workflow': 'fit_peak', 'inputs': {'fit': {'y': 'sim:diode'}}}"
+        scan = await s.execute(f"ascan(m1, 0, 2, 40, 0, diode, workflow={fit})")
+        [job] = scan.jobs
+        with anyio.fail_after(60):
+            result = await job
+        assert result["position"] == pytest.approx(1.0, abs=0.01)
+        assert f"submitted as job {job.id}" in s.output.history()
+    async with session("s1", config, settings, redis_urls, tmp_path, workflows=False) as s:
+        assert s.jobs is None and "run_job" not in s.namespace

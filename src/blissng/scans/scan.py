@@ -114,6 +114,7 @@ class Scan:
         self.positions: dict[str, float | None] = {}
         self.start_time: float | None = None
         self.end_time: float | None = None
+        self.jobs: list[Any] = []  # workflow jobs submitted for this scan (by end hooks)
         self._context = context
         self._memory: _MemorySink | None = None
         self._redis_url: str | None = None

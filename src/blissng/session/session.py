@@ -81,7 +81,8 @@ class Session:
     measurement groups; data for publishing scans; ``None`` keeps everything in memory),
     ``setup_file`` / ``setup_source`` (Python run in the namespace at start, in a worker
     thread, so it may call scan commands), ``scan_saving`` (default values, e.g.
-    ``{"base_path": "/data"}``).
+    ``{"base_path": "/data"}``), ``workflows`` (run a ``blissng.workflows.JobManager`` for
+    the session: ``run_job`` in the namespace, ``ascan(..., workflow=...)`` submits jobs).
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Session:
         setup_source: str | None = None,
         scan_saving: dict[str, Any] | None = None,
         connect_timeout: float = 5.0,
+        workflows: bool = True,
     ) -> None:
         if not name or not name.isidentifier():
             raise SessionError(
@@ -125,6 +127,8 @@ class Session:
         self._tg: anyio.abc.TaskGroup | None = None
         self._local_number = 0
         self.started = False
+        self.workflows = workflows
+        self.jobs: Any = None  # the session's blissng.workflows.JobManager
 
     def __repr__(self) -> str:
         return f"<Session {self.name}>"
@@ -132,6 +136,8 @@ class Session:
     # ------------------------------------------------------------------ life cycle
 
     async def __aenter__(self) -> Session:
+        # The job manager's task group is entered first and left last (scopes nest).
+        await self._start_jobs()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
@@ -139,6 +145,7 @@ class Session:
         except BaseException as exc:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._stop_jobs()
             await self._close_clients()
             raise
         return self
@@ -154,6 +161,7 @@ class Session:
             self._tg = None
             self.started = False
             bridge.forget_event_loop(self._token)
+            await self._stop_jobs()
             await self._close_clients()
 
     async def serve(
@@ -182,6 +190,28 @@ class Session:
         self._build_namespace()
         self.started = True
         await self._run_setup()
+
+    async def _start_jobs(self) -> None:
+        if not self.workflows:
+            return
+        from blissng.workflows.manager import JobManager
+
+        try:
+            if self.config is not None:
+                manager = JobManager.from_config(self.config, self.redis, session=self.name)
+            else:
+                manager = JobManager(self.redis, session=self.name)
+            await manager.__aenter__()
+        except Exception as exc:
+            self.errors["workflows"] = f"{type(exc).__name__}: {exc}"
+            self.output.write(f"WARNING: workflows are not available: {exc}\n")
+            return
+        self.jobs = manager
+
+    async def _stop_jobs(self) -> None:
+        manager, self.jobs = self.jobs, None
+        if manager is not None:  # not in a shielded scope: its task group must be innermost
+            await manager.__aexit__(None, None, None)
 
     async def _close_clients(self) -> None:
         if self._settings_client is not None:
@@ -318,6 +348,9 @@ class Session:
                 "last_error": self._last_error,
             }
         )
+        if self.jobs is not None:
+            ns["run_job"] = self.jobs.run_job
+            ns["JOBS"] = self.jobs.jobs
 
     def _last_error(self) -> None:
         """``last_error()``: the full traceback of the last command that failed."""
