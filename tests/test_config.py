@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
@@ -579,3 +579,22 @@ def test_config_error_survives_pickling(write_config, config_dir):
     error = the_error(Config(config_dir), "c1")
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) and copy.field == "host"
+
+
+class Unions:
+    class Parameters(ConfigModel):
+        mode: int | Literal["auto"] = "auto"
+        items: list[int | str] = Field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, name: str, params: Any, context: ConfigContext) -> Unions:
+        return cls()
+
+
+def test_union_errors_name_the_yaml_field_once(write_config, config_dir):
+    write_config("u.yml", f"name: u\nclass: {HERE}:Unions\nmode: fast\nitems:\n  - 1\n  - null\n")
+    error = the_error(Config(config_dir), "u")
+    assert (error.field, error.line) == ("mode", 3)
+    assert "valid integer" in error.problem and "Input should be 'auto'" in error.problem
+    assert "also field 'items[1]' (line 6)" in error.problem
+    assert "mode.int" not in str(error) and "items[1].str" not in str(error)

@@ -382,16 +382,18 @@ class Config:
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
-            problems = exc.errors(include_url=False)
-            first, rest = problems[0], problems[1:]
-            path = tuple(first["loc"])
-            problem = _pydantic_problem(first)
-            for other in rest:
-                other_path = tuple(other["loc"])
+            # group by the path in the YAML: a union's members give one error each, tagged
+            # with the member's type ("x.int", "x.literal['auto']"), for one value
+            grouped: dict[tuple[str | int, ...], list[str]] = {}
+            for error in exc.errors(include_url=False):
+                path = _yaml_path(info.node, tuple(error["loc"]), error["type"])
+                grouped.setdefault(path, []).append(_pydantic_problem(error))
+            (path, reasons), *rest = grouped.items()
+            problem = " or ".join(dict.fromkeys(reasons))
+            for other_path, other_reasons in rest:
                 line = info.location_of(other_path).line
-                problem += (
-                    f"; also field {field_path(other_path)!r} (line {line}): "
-                    f"{_pydantic_problem(other)}"
+                problem += f"; also field {field_path(other_path)!r} (line {line}): " + " or ".join(
+                    dict.fromkeys(other_reasons)
                 )
             raise ConfigError(
                 problem,
@@ -399,6 +401,23 @@ class Config:
                 object=info.name,
                 field=field_path(path) or None,
             ) from None
+
+
+def _yaml_path(node: Any, loc: tuple[str | int, ...], kind: str) -> tuple[str | int, ...]:
+    """The part of a pydantic error location that exists in the YAML (plus the missing key
+    itself for a missing parameter)."""
+    path: list[str | int] = []
+    for index, part in enumerate(loc):
+        if isinstance(node, CommentedMap) and part in node:
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            if kind == "missing" and index == len(loc) - 1:
+                path.append(part)
+            break
+        path.append(part)
+    return tuple(path)
 
 
 def _pydantic_problem(error: Any) -> str:
