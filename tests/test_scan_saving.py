@@ -111,3 +111,17 @@ async def test_stuck_file_system_query_times_out_and_then_fails_fast() -> None:
                 await fs_call("statvfs /nfs", release.wait, timeout=0.05)
     finally:
         release.set()
+
+
+async def test_null_writer_publishes_without_saving(tmp_path: Path) -> None:
+    from blissng.scans import ScanContext, ascan, use_context
+    from test_scans import make_devices
+
+    saving = ScanSaving("s1")
+    await saving.set(base_path=str(tmp_path), writer="null")
+    dev = make_devices()
+    with use_context(ScanContext(scan_saving=saving, output=None)):
+        scan = await ascan(dev.m1, 0, 1, 1, 0, dev.sim)
+    assert scan.path is None and not any(tmp_path.iterdir())
+    with pytest.raises(ScanSavingError, match="writer"):
+        await saving.set(writer="spec")

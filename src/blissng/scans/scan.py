@@ -174,7 +174,7 @@ class Scan:
         if ctx.redis is not None:
             await check_can_start_scan(shared_client(ctx.redis.data))
         dataset = None
-        if self.save and ctx.scan_saving is not None:
+        if self.save and ctx.scan_saving is not None and ctx.scan_saving.writer != "null":
             self.path = await ctx.scan_saving.prepare()
             dataset = ctx.scan_saving.root_path
         self.number = await ctx.next_scan_number()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aredis
 from pydantic import BaseModel, field_validator
@@ -51,7 +51,7 @@ class ScanSavingValues(BaseModel):
     dataset: str = "0001"
     template: str = DEFAULT_TEMPLATE
     data_filename: str = DEFAULT_FILENAME
-    writer: str = "hdf5"
+    writer: Literal["hdf5", "null"] = "hdf5"  # "null": scans are published, never saved
     min_free_mb: float = 10.0
 
     @field_validator("proposal", "collection", "dataset")
