@@ -251,3 +251,26 @@ async def test_inputs_for_a_named_node(jobs):
     # first: -(2.0) = -2; second: -2 + 100 (its input 1 set by name)
     result = await jobs.run_job(two, inputs={"0": 2.0, "second": {"1": 100.0}})
     assert result == {"return_value": 98.0}
+
+
+async def test_configuration_section_names_workflows_and_settings(write_config, config_dir):
+    from blissng.config import Config
+
+    write_config("flows/hypot.json", json.dumps(HYPOT))
+    write_config(
+        "flows/workflows.yml",
+        """
+        workflows:
+          local_workers: 1
+          graphs:
+            h: hypot.json
+        """,
+    )
+    config = Config(config_dir)
+    async with JobManager.from_config(config, session="cfg") as configured:
+        assert configured.settings.local_workers == 1
+        assert await configured.run_job("h") == {"return_value": 5.0}
+
+    write_config("flows/workflows.yml", "workflows:\n  executor: slurm\n")
+    with pytest.raises(Exception, match=r"workflows\.yml:2.*workflows\.executor"):
+        JobManager.from_config(Config(config_dir))

@@ -107,3 +107,17 @@ async def test_scans_of_other_sessions_and_without_workflow_submit_nothing(ctx, 
             await jobs.jobs[0]
         assert not others.jobs
     assert [j.scan for j in jobs.jobs] == [scan.key]
+
+
+async def test_a_scan_triggered_fit_on_the_celery_worker(ctx, redis_urls, celery_worker):
+    """The Celery worker reads the scan from the data Redis itself (same machine: its socket)."""
+    m1, simct = devices()
+    request = {"workflow": "fit_peak", "executor": "celery", "timeout": 120}
+    async with JobManager(
+        redis_urls, celery_worker.settings(executor="local"), session="wf"
+    ) as jobs:
+        scan = await ascan(m1, 0.0, 2.0, 40, 0, simct, workflow=request)
+        [job] = jobs.jobs_of_scan(scan.key)
+        result = await job
+    assert job.executor == "celery" and job.worker == celery_worker.hostname
+    assert result["position"] == pytest.approx(CENTER, abs=0.02)
