@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from blissng.config import (
@@ -598,3 +600,90 @@ def test_union_errors_name_the_yaml_field_once(write_config, config_dir):
     assert "valid integer" in error.problem and "Input should be 'auto'" in error.problem
     assert "also field 'items[1]' (line 6)" in error.problem
     assert "mode.int" not in str(error) and "items[1].str" not in str(error)
+
+
+# ---------------------------------------------------------------------------- properties
+
+
+class Anything(Configurable):
+    class Parameters(ConfigModel):
+        data: Any = None
+
+    def __init__(self, name: str, data: Any) -> None:
+        self.name = name
+        self.data = data
+
+
+_keys = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda k: k not in ("name", "class")
+)
+_leaves = st.one_of(st.integers(-5, 5), st.sampled_from(["text", "$$dollar", "1.5x"]))
+_trees = st.recursive(
+    _leaves,
+    lambda children: st.one_of(
+        st.lists(children, min_size=1, max_size=4),
+        st.dictionaries(_keys, children, min_size=1, max_size=4),
+    ),
+    max_leaves=25,
+)
+
+
+def _leaf_paths(tree: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(tree, dict):
+        return [p for k, v in tree.items() for p in _leaf_paths(v, (*path, k))]
+    if isinstance(tree, list):
+        return [p for i, v in enumerate(tree) for p in _leaf_paths(v, (*path, i))]
+    return [path]
+
+
+def _replaced(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    head, *rest = path
+    copy = dict(tree) if isinstance(tree, dict) else list(tree)
+    copy[head] = _replaced(tree[head], tuple(rest), value)
+    return copy
+
+
+@settings(max_examples=40)
+@given(tree=_trees, data=st.data())
+def test_a_dangling_reference_anywhere_is_located_exactly(tmp_path_factory, tree, data):
+    """Whatever the nesting, the error names the field path and the line of the reference."""
+    from ruamel.yaml import YAML
+
+    paths = _leaf_paths(tree)
+    target = data.draw(st.sampled_from(paths))
+    tree = _replaced(tree, target, "$nobody_here")
+    directory = tmp_path_factory.mktemp("prop")
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with open(directory / "obj.yml", "w") as stream:
+        yaml.dump({"name": "obj", "class": f"{HERE}:Anything", "data": tree}, stream)
+    lines = (directory / "obj.yml").read_text().splitlines()
+    [expected_line] = [i + 1 for i, line in enumerate(lines) if "$nobody_here" in line]
+    error = the_error(Config(directory), "obj")
+    assert error.line == expected_line, (lines, error)
+    expected_field = "data" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in target)
+    assert error.field == expected_field
+    assert "reference '$nobody_here' names no object" in error.problem
+
+
+@settings(max_examples=30)
+@given(tree=_trees)
+def test_plain_values_come_through_unchanged(tmp_path_factory, tree):
+    from ruamel.yaml import YAML
+
+    directory = tmp_path_factory.mktemp("prop")
+    yaml = YAML()
+    with open(directory / "obj.yml", "w") as stream:
+        yaml.dump({"name": "obj", "class": f"{HERE}:Anything", "data": tree}, stream)
+    expected = _replaced_dollars(tree)
+    assert Config(directory).get("obj").data == expected
+
+
+def _replaced_dollars(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _replaced_dollars(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_replaced_dollars(v) for v in tree]
+    return tree[1:] if isinstance(tree, str) and tree.startswith("$$") else tree
