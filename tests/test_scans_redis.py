@@ -206,3 +206,25 @@ async def test_a_full_data_redis_refuses_new_scans_with_its_message(ctx, redis_u
         assert (await ascan(dev.m1, 0, 1, 1, 0, dev.sim)).number == 1
     finally:
         await client.aclose()
+
+
+async def test_another_session_displays_a_scan_live(ctx, redis_urls) -> None:
+    from blissng.scans.display import follow_scan
+
+    dev = make_devices()
+    scan = await ascan(dev.m1, 0, 1, 30, 0.002, dev.sim, run=False, display=False)
+    seen = io.StringIO()
+    async with DataStore(async_client(redis_urls.data)) as store:
+
+        async def watch() -> None:
+            async for view in store.follow("s1"):  # discovers the scan as it starts
+                await follow_scan(view, seen)
+                return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await anyio.sleep(0.05)  # let the follower block on the new-scans stream
+            await scan.run()
+    text = seen.getvalue()
+    assert "ascan m1 0 1 30 0.002" in text and "Finished: 31/31" in text
+    assert ctx.output.getvalue() == ""  # display=False: this session printed nothing

@@ -10,6 +10,7 @@ time and the counters (short names: ``diode`` for ``sim:diode`` when unambiguous
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 from .context import Output
 
 MAX_COLUMNS = 12
+FOOTER_WAIT = 5.0  # after the last point, how long to wait for the scan's end reason
 
 
 def short_names(names: Sequence[str]) -> dict[str, str]:
@@ -125,8 +127,11 @@ def _fmt(value: Any) -> str:
     return f"{number:.5g}"
 
 
-async def follow_scan(view: Any, output: Output, *, timeout: float = 0.2) -> ScanTable:
-    """Display a scan read through the reader API until every channel is sealed.
+async def follow_scan(
+    view: Any, output: Output, *, timeout: float = 0.2, footer: bool = True
+) -> ScanTable:
+    """Display a scan read through the reader API until every channel is sealed, then (with
+    ``footer``) how it ended.
 
     ``view`` is a ``blissng.data.ScanView`` (of any session's scan).
     """
@@ -143,4 +148,13 @@ async def follow_scan(view: Any, output: Output, *, timeout: float = 0.2) -> Sca
     cursor = view.cursor(columns or None)
     while not cursor.finished:
         table.add(await cursor.read(timeout=timeout))
+    if footer:
+        state = "Finished"
+        error = None
+        with contextlib.suppress(TimeoutError):
+            await view.wait_state("closed", timeout=FOOTER_WAIT)
+            reason = view.end_reason
+            state = {"aborted": "Aborted", "failed": "Failed"}.get(reason or "", "Finished")
+            error = view.error or None
+        table.footer(state, error)
     return table

@@ -314,7 +314,7 @@ class Scan:
         assert ctx.output is not None and self.scan_id is not None and ctx.redis is not None
         try:
             view = await DataStore(shared_client(ctx.redis.data)).get_scan(self.scan_id)
-            self._table = await follow_scan(view, ctx.output)
+            self._table = await follow_scan(view, ctx.output, footer=False)
         except Exception as exc:  # the display never fails the scan
             ctx.print(f"WARNING: live display stopped: {type(exc).__name__}: {exc}")
         finally:
