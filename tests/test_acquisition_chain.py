@@ -718,6 +718,16 @@ async def test_pause_condition_repeats_the_interrupted_point_without_duplicates(
     # the repeated point's data is the second measurement of point 2 (trigger number 3)
     assert sink.values("diode_ctrl:c0").tolist() == [0, 10, 30, 40, 50]
     assert journal.count("m1.move(2)") == 2
+    # the controller, prepared for 5 triggers, was re-armed for the 3 points still to come
+    assert journal.count("diode_ctrl.prepare") == 2
+    assert ctrl.params is not None and ctrl.params.npoints == 3
+    rearm = journal.index("diode_ctrl.prepare", 1)
+    assert journal[rearm - 1 : rearm + 3] == [
+        "diode_ctrl.stop",
+        "diode_ctrl.prepare",
+        "diode_ctrl.start",
+        "m1.move(2)",
+    ]
 
 
 async def test_pause_condition_before_a_point_waits_without_repeating() -> None:

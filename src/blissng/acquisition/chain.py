@@ -261,6 +261,9 @@ class AcquisitionChain:
                     log.warning("point %d interrupted by %s: it will be repeated", index, holding)
                     await flush()
                     await control._wait_conditions_clear(holding)
+                    remaining = iterations - index if iterations else 0
+                    for node in nodes:  # deepest first, as at start
+                        await node.rearm(remaining)
                     continue
             if callbacks:
                 values = {}

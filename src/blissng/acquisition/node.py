@@ -181,6 +181,10 @@ class AcquisitionNode:
     def discard(self) -> None:
         """Forget the pending point (it will be repeated)."""
 
+    async def rearm(self, remaining: int) -> None:
+        """A point was discarded and ``remaining`` points (the repeated one included) are
+        still to come: re-arm a device that counts its triggers. Nothing by default."""
+
     def pending_values(self) -> dict[str, np.ndarray]:
         """The pending point by channel name (for point callbacks); empty if none."""
         return {}

@@ -7,6 +7,7 @@ counter with ``kind = "reference"`` (2D frames kept in files) makes a reference 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 
@@ -214,6 +215,19 @@ class AcquirableSlave(AcquisitionSlave):
 
     def discard(self) -> None:
         self._pending = None
+
+    async def rearm(self, remaining: int) -> None:
+        """A device prepared for ``npoints`` triggers refuses one more: after a discarded
+        point, stop it and prepare and start it again for the points still to come."""
+        if self.is_hardware or self.npoints == 0 or not self.prepare_once:
+            return
+        await self.stop()
+        params = dataclasses.replace(self.parameters, npoints=remaining)
+        try:
+            await self.acquirable.prepare(params)
+        except Exception as exc:
+            raise self.error("prepare", exc) from exc
+        await self.start()
 
     def pending_values(self) -> dict[str, np.ndarray]:
         data = self._pending
