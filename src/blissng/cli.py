@@ -160,12 +160,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so that log lines go through the
+    local shell's patched stderr and print above the prompt instead of across it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     if not debug:  # their INFO lines are noise next to ours
         for noisy in ("asyncio", "parso", "uvicorn.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
