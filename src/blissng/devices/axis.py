@@ -639,8 +639,9 @@ class Axis:
         else:
             await self._settle()
 
-    async def home(self, direction: int = 1) -> None:
-        """Search the home switch in ``direction`` (+1/-1); the controller sets the dial."""
+    async def home(self, direction: int | None = None) -> None:
+        """Search the home switch (in ``direction`` +1/-1 if given; by default where the
+        controller knows it is); the controller sets the dial there."""
         await self._ensure_connected()
         if self._motion is not None:
             raise AxisBusyError(self.name, "is already moving; stop it or wait for it")
@@ -650,7 +651,9 @@ class Axis:
         motion.polling = True
         try:
             self._set_state(AxisState.MOVING)
-            await self.controller.home(self, 1 if direction >= 0 else -1)
+            await self.controller.home(
+                self, None if direction is None else (1 if direction >= 0 else -1)
+            )
             await self._follow(motion)
         except BaseException as exc:
             motion.error = exc

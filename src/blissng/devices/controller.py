@@ -13,7 +13,8 @@ only talks to the hardware, in *steps*:
 ``start_all(*motions)``       start several axes together (one command if the hardware can)
 ``stop(axis)``, ``stop_all``  stop (decelerate) and return; the axis polls ``state`` after
 ``set_velocity(axis, v)``     steps per second; ``set_acceleration(axis, a)`` steps/s²
-``home(axis, direction)``     start a home search; the axis polls ``state`` until READY
+``home(axis, direction)``     start a home search (direction +1/-1 or None: the controller's
+                              choice); the axis polls ``state`` until READY
 ``read_encoder(axis)``        the encoder in encoder steps (only for axes with ``encoder``)
 ``set_position(axis, steps)`` load a position into the controller (resynchronisation)
 ``finalize()``                close the connection
@@ -182,7 +183,7 @@ class AxisController:
     async def set_acceleration(self, axis: Axis, steps_per_second2: float) -> None:
         """Default: the controller has no acceleration to set."""
 
-    async def home(self, axis: Axis, direction: int) -> None:
+    async def home(self, axis: Axis, direction: int | None) -> None:
         raise DeviceError(self.name, f"cannot home {axis.name}: homing not supported")
 
     async def read_encoder(self, axis: Axis) -> float:

@@ -194,7 +194,7 @@ class MockupController(AxisController):
     async def set_acceleration(self, axis: Axis, steps_per_second2: float) -> None:
         self._sim(axis).acceleration = abs(steps_per_second2)
 
-    async def home(self, axis: Axis, direction: int) -> None:
+    async def home(self, axis: Axis, direction: int | None) -> None:
         """The home switch is at dial 0: move there, then the position reads 0."""
         await self.start_one(Motion(axis, 0.0, -self._sim(axis).position))
 

@@ -129,8 +129,9 @@ class SimSerialMotorController(AxisController):
     async def stop_all(self, *axes: Axis) -> None:
         await self.client.do("STP " + " ".join(str(self.channel(a)) for a in axes))
 
-    async def home(self, axis: Axis, direction: int) -> None:
-        await self.client.do(f"HOME {self.channel(axis)} {'+' if direction > 0 else '-'}")
+    async def home(self, axis: Axis, direction: int | None) -> None:
+        where = "" if direction is None else (" +" if direction > 0 else " -")
+        await self.client.do(f"HOME {self.channel(axis)}{where}")
 
     # ------------------------------------------------------------------ parameters
 
