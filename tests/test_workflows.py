@@ -274,3 +274,10 @@ async def test_configuration_section_names_workflows_and_settings(write_config, 
     write_config("flows/workflows.yml", "workflows:\n  executor: slurm\n")
     with pytest.raises(Exception, match=r"workflows\.yml:2.*workflows\.executor"):
         JobManager.from_config(Config(config_dir))
+
+
+async def test_a_worker_that_dies_fails_its_job_and_is_replaced(jobs):
+    dying = graph(node("exit", "os._exit", 7), name="dying")
+    with pytest.raises(JobFailed, match="died \\(exit code 7\\)"):
+        await jobs.run_job(dying)
+    assert await jobs.run_job(HYPOT) == {"return_value": 5.0}

@@ -104,3 +104,27 @@ def _gone(pid: int) -> None:
         psutil.Process(pid).wait(timeout=30)
     except psutil.NoSuchProcess:
         pass
+
+
+def test_worker_command_needs_to_know_the_broker(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from blissng.workflows.worker import broker_url, configure
+
+    env = {k: v for k, v in os.environ.items() if k != "BLISSNG_REDIS_URL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "blissng.workflows.worker"],
+        capture_output=True, text=True, timeout=50, env=env, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0 and "give --redis URL" in out.stderr
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    given = parser.parse_args(["--redis", "redis://host:6379/0"])
+    assert broker_url(given) == f"redis://host:6379/{CELERY_DB}"
+    exact = parser.parse_args(["--broker", "redis://host:6379/5"])
+    assert broker_url(exact) == "redis://host:6379/5"

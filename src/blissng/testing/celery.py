@@ -65,7 +65,7 @@ def start_celery_worker(url: str, queue: str, log: Path, concurrency: int = 2) -
     with log.open("wb") as log_file:
         command = [
             sys.executable, "-m", "blissng.workflows.worker",
-            "--redis", url,
+            "--broker", url,
             "--queue", queue,
             "--concurrency", str(concurrency),
             "--hostname", hostname,

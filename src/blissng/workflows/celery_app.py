@@ -80,6 +80,8 @@ def run_worker(
     from .extra import require_workflows_extra
 
     require_workflows_extra("celery")
+    import ewoks  # noqa: F401 - imported once here; the pool processes fork warm
+
     app = celery_app(redis_url)
     name = hostname or f"blissng-{queue}@{socket.gethostname()}"
 
