@@ -92,6 +92,10 @@ async def test_namespace_objects_and_measurement_groups(config, settings, redis_
         assert s.last_scan is scan and ns["SCANS"][-1] is scan
         assert await s.execute("peak()") == 1.0
         assert "Finished: 5/5" in s.output.history()
+        summary = s.summary()
+        assert summary["active_mg"] == "MG1" and summary["motors"] == ["m1", "m2"]
+        assert summary["last_scan"]["number"] == scan.number and summary["errors"] == {}
+        assert summary["scan_saving"]["filename"] == s.scan_saving.filename
 
 
 async def test_scan_numbers_and_active_group_persist(config, settings, redis_urls, tmp_path):

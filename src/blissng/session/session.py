@@ -501,6 +501,29 @@ class Session:
             self.setup_error = f"{type(exc).__name__}: {exc}"
             self.output.write(f"!!! setup of {self.name} failed: {self.setup_error}\n")
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able description for APIs and GUIs (no I/O)."""
+        last = self.last_scan
+        saving = {**self.scan_saving.values.model_dump(), "filename": self.scan_saving.filename}
+        return {
+            "name": self.name,
+            "started": self.started,
+            "objects": sorted(self.objects),
+            "motors": [m.name for m in self.motors],
+            "errors": dict(self.errors),
+            "setup_error": self.setup_error,
+            "measurement_groups": sorted(self.measurement_groups),
+            "active_mg": self._active_mg.name if self._active_mg is not None else None,
+            "scan_saving": saving,
+            "last_scan": None
+            if last is None
+            else {"number": last.number, "title": last.title, "state": last.state,
+                  "scan_id": last.scan_id},
+            "commands": [
+                {"id": c.id, "text": c.text, "state": c.state} for c in self.commands if not c.done
+            ],
+        }  # fmt: skip
+
     def __info__(self) -> str:
         lines = [f"Session {self.name}", f"  objects: {', '.join(self.objects) or 'none'}"]
         if self.errors:
