@@ -31,7 +31,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from blissng.acquisition.channels import Channel, ChannelSpec
@@ -59,12 +59,18 @@ class PublisherOptions:
     """Consecutive batches of a channel are merged into one entry up to this size."""
     retain_bytes: int = 256 * 2**20
     """Budget of sent-but-not-on-disk entries kept to republish after a Redis restart."""
+    retain_unsaved_bytes: int = 16 * 2**20
+    """The same for an unsaved scan (no writer will ever acknowledge it: a ``ct`` is
+    protected whole, a long unsaved scan keeps its last points)."""
     redis_timeout: float = 30.0
     """Redis unreachable this long: the scan fails with :class:`DataPublishError`."""
     memory_full_timeout: float = 600.0
     """Redis full of unwritten data this long: the scan fails."""
     socket_timeout: float = 5.0
     """One Redis command taking longer is a lost connection."""
+    min_flush_interval: float = 0.002
+    """At most one pipeline per this many seconds: points arriving meanwhile share entries
+    (bounds the number of XADDs per second, and the latency it adds)."""
     ack_interval: float = 0.5
     """How often the writer's acknowledgements are read (releases retained entries)."""
     keep_written_bytes: int | None = 64 * 2**20
@@ -202,6 +208,10 @@ class ScanPublisher:
         self._open = False
         self._memory_full_flag = False
         self._flush_lock = anyio.Lock()
+        self._woken = False
+        self._last_flush = -1e9
+        self._check_due = True
+        self._last_check = -1e9
 
     # ------------------------------------------------------------------ identity, status
 
@@ -429,11 +439,13 @@ class ScanPublisher:
                 batch = batch.view(ch.dtype)
             else:
                 batch = batch.astype(ch.dtype)
-        payload = np.ascontiguousarray(batch).tobytes()
+        payload = batch.tobytes()  # a copy, in C order: the emitter may reuse its array
         ch.pending.append((len(batch), payload))
         ch.next_index += len(batch)
         self._buffered += len(payload)
-        self._wake.set()
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
         if self._buffered > self.options.buffer_bytes:
             await self._wait_for_room()
 
@@ -591,7 +603,16 @@ class ScanPublisher:
             while True:
                 with anyio.move_on_after(self.options.ack_interval):
                     await self._wake.wait()
+                since = anyio.current_time() - self._last_flush
+                if (
+                    since < self.options.min_flush_interval
+                    and self._buffered < self.options.max_entry_bytes
+                    and not self._stopping
+                ):  # small points: let a few more join; big data goes at once
+                    await anyio.sleep(self.options.min_flush_interval - since)
                 self._wake = anyio.Event()
+                self._woken = False
+                self._last_flush = anyio.current_time()
                 await self._flush()
                 if self._stopping and (self._closed or self._all_sent()):
                     return
@@ -635,71 +656,96 @@ class ScanPublisher:
         return _text(message) if message else "memory guard state full"
 
     async def _send_pending(self) -> bytes | None:
+        """One pipeline of raw RESP commands (redis-py's per-command packing costs more than
+        the rest of the publisher). The writer's acks, the memory status and the existence
+        of the scan (a restart?) are read every ``ack_interval``, at close, and after an
+        error."""
         hold_data = self._memory_full_flag
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.key)
-            pipe.hgetall(keys.ack_key(self.scan_id))
-            pipe.hget(keys.MEMORY_STATUS, "state")
-            sent_data: list[tuple[_ChannelState, list[_Entry]]] = []
-            seals: list[_ChannelState] = []
-            # (stream key, entry id) of each stream XADD, in pipeline order, for gap repair.
-            stream_adds: list[tuple[str, str] | None] = []
-            for ch in self._channels.values():
-                if not hold_data and (ch.pending or ch.inflight):
-                    entries = self._merge(ch)
-                    for entry in entries:
-                        entry_id = keys.entry_id(entry.index)
-                        pipe.xadd(ch.key, {"n": entry.n, "d": entry.payload}, id=entry_id)
-                        stream_adds.append((ch.key, entry_id))
-                    sent_data.append((ch, entries))
-                if (
-                    ch.end_length is not None
-                    and not ch.seal_sent
-                    and (not hold_data or not (ch.pending or ch.inflight))
-                ):
-                    entry_id = keys.entry_id(ch.end_length)
-                    pipe.xadd(ch.key, {"end": ch.end_length}, id=entry_id)
+        now_ = anyio.current_time()
+        check = (
+            self._check_due or self._closing or now_ - self._last_check >= self.options.ack_interval
+        )
+        self._check_due = True  # until this pipeline succeeds
+        commands: list[tuple[bytes | str | int, ...]] = []
+        if check:
+            commands.append((b"EXISTS", self.key))
+            commands.append((b"HGETALL", keys.ack_key(self.scan_id)))
+            commands.append((b"HGET", keys.MEMORY_STATUS, b"state"))
+        first = len(commands)
+        sent_data: list[tuple[_ChannelState, list[_Entry]]] = []
+        seals: list[_ChannelState] = []
+        # (stream key, entry id) of each stream command, in pipeline order, for gap repair.
+        stream_adds: list[tuple[str, str] | None] = []
+        for ch in self._channels.values():
+            if not hold_data and (ch.pending or ch.inflight):
+                entries = self._merge(ch)
+                for entry in entries:
+                    entry_id = keys.entry_id(entry.index)
+                    commands.append((b"XADD", ch.key, entry_id, b"n", entry.n, b"d", entry.payload))
                     stream_adds.append((ch.key, entry_id))
-                    seals.append(ch)
-                if ch.trim_to is not None:
-                    pipe.xtrim(ch.key, minid=ch.trim_to, approximate=False)
-                    stream_adds.append(None)
-            sent_fields = {f: self._hash[f] for f in self._hash_dirty}
-            if sent_fields:
-                pipe.hset(self.key, mapping=sent_fields)  # type: ignore[arg-type]
-            ready_states = len(self._states)
-            if self._states[-1]["state"] == "closed" and not all(
-                ch.seal_sent or ch in seals for ch in self._channels.values()
+                sent_data.append((ch, entries))
+            if (
+                ch.end_length is not None
+                and not ch.seal_sent
+                and (not hold_data or not (ch.pending or ch.inflight))
             ):
-                ready_states -= 1  # "closed" goes after every seal
-            for seq in range(self._states_sent, ready_states):
-                pipe.xadd(
+                entry_id = keys.entry_id(ch.end_length)
+                commands.append((b"XADD", ch.key, entry_id, b"end", ch.end_length))
+                stream_adds.append((ch.key, entry_id))
+                seals.append(ch)
+            if ch.trim_to is not None:
+                commands.append((b"XTRIM", ch.key, b"MINID", ch.trim_to))
+                stream_adds.append(None)
+        sent_fields = {f: self._hash[f] for f in self._hash_dirty}
+        if sent_fields:
+            commands.append((b"HSET", self.key, *(x for item in sent_fields.items() for x in item)))
+        ready_states = len(self._states)
+        if self._states[-1]["state"] == "closed" and not all(
+            ch.seal_sent or ch in seals for ch in self._channels.values()
+        ):
+            ready_states -= 1  # "closed" goes after every seal
+        for seq in range(self._states_sent, ready_states):
+            fields = self._states[seq]
+            commands.append(
+                (
+                    b"XADD",
                     keys.state_key(self.scan_id),
-                    self._states[seq],  # type: ignore[arg-type]
-                    id=keys.entry_id(seq),
+                    keys.entry_id(seq),
+                    *(x for item in fields.items() for x in item),
                 )
-            expire = (
-                self._expire_ttl is not None
-                and not self._expire_sent
-                and ready_states == len(self._states)
-                and all(ch.seal_sent or ch in seals for ch in self._channels.values())
             )
-            if expire:
-                assert self._expire_ttl is not None
-                for key in self._scan_keys():
-                    pipe.expire(key, self._expire_ttl)
-            results = await pipe.execute(raise_on_error=False)
-        exists, acks, memory_state = results[0], results[1], results[2]
-        if isinstance(exists, Exception):
-            raise exists
-        if not exists:
-            await self._restore()
-            self._wake.set()
-            return memory_state if isinstance(memory_state, bytes) else None
-        errors = [r for r in results[3:] if isinstance(r, Exception) and not _is_duplicate(r)]
+        expire = (
+            self._expire_ttl is not None
+            and not self._expire_sent
+            and ready_states == len(self._states)
+            and all(ch.seal_sent or ch in seals for ch in self._channels.values())
+        )
+        if expire:
+            assert self._expire_ttl is not None
+            for key in self._scan_keys():
+                commands.append((b"EXPIRE", key, self._expire_ttl))
+        if not commands:
+            self._check_due = False
+            return b"full" if self._memory_full_flag else None
+        results = await self._execute(commands)
+        acks: Any = None
+        memory_state: Any = b"full" if self._memory_full_flag else None
+        if check:
+            exists, acks, memory_state = results[0], results[1], results[2]
+            for value in (exists, acks, memory_state):
+                if isinstance(value, Exception):
+                    raise value
+            if not exists:
+                await self._restore()
+                self._wake.set()
+                return memory_state if isinstance(memory_state, bytes) else None
+            self._last_check = now_
+        self._check_due = False
+        errors = [r for r in results[first:] if isinstance(r, Exception) and not _is_duplicate(r)]
         oom = [e for e in errors if _is_oom(e)]
         if oom:
-            await self._remove_after_gaps(stream_adds, results[3:])
+            self._check_due = True
+            await self._remove_after_gaps(stream_adds, results[first:])
             raise _RedisMemoryFull(str(oom[0]))
         if errors:
             raise DataPublishError(f"scan {self.scan_id}: Redis refused a write: {errors[0]}")
@@ -716,7 +762,9 @@ class ScanPublisher:
         self._states_sent = max(self._states_sent, ready_states)
         if expire:
             self._expire_sent = True
-        if isinstance(acks, dict):
+        if isinstance(acks, list):  # RESP2
+            acks = dict(zip(acks[::2], acks[1::2], strict=True))
+        if isinstance(acks, dict):  # (RESP3 replies a map)
             self._apply_acks(acks)
         full = memory_state == b"full"
         if full:
@@ -730,6 +778,27 @@ class ScanPublisher:
             self._set_status("ok")
         self._memory_full_flag = full
         return memory_state if isinstance(memory_state, bytes) else None
+
+    async def _execute(self, commands: list[tuple[bytes | str | int, ...]]) -> list[Any]:
+        """Send the commands in one write on one connection; replies in order, a
+        ``ResponseError`` instance for a command Redis refused."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(_pack(commands), check_health=False)
+            results: list[Any] = []
+            for _ in commands:
+                try:
+                    results.append(await connection.read_response(disable_decoding=True))
+                except ResponseError as exc:
+                    results.append(exc)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return results
 
     async def _remove_after_gaps(
         self, stream_adds: list[tuple[str, str] | None], results: list[Any]
@@ -764,14 +833,14 @@ class ScanPublisher:
         limit = self.options.max_entry_bytes
         for n, payload in ch.pending:
             if group and group_bytes + len(payload) > limit:
-                entries.append(_Entry(index, group_n, b"".join(group)))
+                entries.append(_Entry(index, group_n, _join(group)))
                 index += group_n
                 group, group_n, group_bytes = [], 0, 0
             group.append(payload)
             group_n += n
             group_bytes += len(payload)
         if group:
-            entries.append(_Entry(index, group_n, b"".join(group)))
+            entries.append(_Entry(index, group_n, _join(group)))
         ch.pending = []
         ch.inflight = entries
         return entries
@@ -790,14 +859,17 @@ class ScanPublisher:
         self._enforce_retain_budget()
 
     def _enforce_retain_budget(self) -> None:
-        while self._retained_bytes > self.options.retain_bytes:
+        budget = (
+            self.options.retain_bytes if self.document.save else self.options.retain_unsaved_bytes
+        )
+        while self._retained_bytes > budget:
             oldest = min(
                 (ch for ch in self._channels.values() if ch.retained),
                 key=lambda c: c.retained[0].index,
             )
             entry = oldest.retained.popleft()
             self._retained_bytes -= len(entry.payload)
-            if not self._retain_overflow_warned:
+            if not self._retain_overflow_warned and self.document.save:
                 self._retain_overflow_warned = True
                 log.warning(
                     "scan %s: the writer is more than %d MB behind; points it has not written "
@@ -880,6 +952,35 @@ class ScanPublisher:
 
 class _RedisMemoryFull(Exception):
     """Redis refused a write (OOM) or the memory guard says full: hold and retry."""
+
+
+def _pack(commands: list[tuple[bytes | str | int, ...]]) -> list[bytes]:
+    """RESP encoding of a pipeline; payloads are passed through without a copy."""
+    out: list[bytes] = []
+    head = bytearray()
+    for command in commands:
+        head += b"*%d\r\n" % len(command)
+        for arg in command:
+            if isinstance(arg, bytes):
+                value = arg
+            elif isinstance(arg, str):
+                value = arg.encode()
+            else:
+                value = b"%d" % arg
+            head += b"$%d\r\n" % len(value)
+            if len(value) > 4096:
+                out.append(bytes(head))
+                out.append(value)
+                head = bytearray(b"\r\n")
+            else:
+                head += value
+                head += b"\r\n"
+    out.append(bytes(head))
+    return out
+
+
+def _join(parts: list[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _is_duplicate(error: Exception) -> bool:

@@ -41,6 +41,8 @@ class DataStore:
     """
 
     def __init__(self, redis: str | aredis.Redis) -> None:
+        # Typed loosely: redis-py's stream replies are unions of every decoding mode.
+        self.redis: Any
         if isinstance(redis, str):
             self.redis = async_client(redis, socket_timeout=_BLOCK_MS / 1000 + 10)
             self._owned = True

@@ -72,11 +72,16 @@ class SyncDataStore:
                 view = self._portal.call(_anext, iterator)
                 yield SyncScanView(self._portal, view)
         finally:
-            self._portal.call(iterator.aclose)  # type: ignore[attr-defined]
+            if self._portal_cm is not None:  # not after close()
+                self._portal.call(_aclose, iterator)
 
 
 async def _make_store(url: str | aredis.Redis) -> DataStore:
     return DataStore(url)
+
+
+async def _aclose(iterator: Any) -> None:
+    await iterator.aclose()
 
 
 async def _anext(iterator: Any) -> Any:
