@@ -74,6 +74,7 @@ async def test_success_returns_the_workflow_result_and_records_it(jobs, redis_ur
     assert await job == {"return_value": 5.0}
     assert job.state is JobState.SUCCEEDED
     assert job.started is not None and job.ended is not None and job.ended >= job.started
+    assert "succeeded" in job.__info__() and "5.0" in job.__info__()
     client = async_client(redis_urls.data)
     try:
         doc = await read_job(client, job.id)

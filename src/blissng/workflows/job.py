@@ -125,6 +125,24 @@ class Job:
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name!r} {self.executor} {self.state}>"
 
+    def __info__(self) -> str:
+        """What the shell shows for a job (BLISS's ``__info__`` convention)."""
+        lines = [
+            f"Job {self.id}: {self.name} ({self.workflow.source})",
+            f"  executor: {self.executor}" + (f" on {self.worker}" if self.worker else ""),
+            f"  state:    {self.state}",
+        ]
+        if self.scan:
+            lines.append(f"  scan:     {self.scan}")
+        if self.started is not None:
+            end = self.ended if self.ended is not None else time.time()
+            lines.append(f"  ran:      {end - self.started:.3f} s")
+        if self._error is not None:
+            lines.append(f"  error:    {self._error}")
+        elif self.state is JobState.SUCCEEDED:
+            lines.append(f"  result:   {self._result!r}"[:500])
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ driver side
 
     def _in_loop_thread(self) -> bool:
