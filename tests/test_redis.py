@@ -21,6 +21,12 @@ from blissng.redisdb.server import MIN_VERSION, redis_version, url_with_db
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(autouse=True)
+def _no_external_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests start their own servers, whatever the developer's environment says."""
+    monkeypatch.delenv("BLISSNG_REDIS_URL", raising=False)
+
+
 def ping(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
@@ -286,3 +292,15 @@ def test_a_server_that_dies_at_start_is_reported_and_nothing_is_left(tmp_path, m
     monkeypatch.delenv("BLISSNG_REDIS_SERVER")
     with redis_stack(state) as stack:  # the lock was released, the pid files are gone
         assert ping(stack.urls.data)
+
+
+def test_fixtures_ignore_the_environment(tmp_path, monkeypatch):
+    """The pytest plugin's servers never follow BLISSNG_REDIS_URL (tests flush databases)."""
+    monkeypatch.setenv("BLISSNG_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(RedisError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        start_redis(tmp_path / "a")
+    stack = start_redis(tmp_path / "b", environment=False)
+    try:
+        assert stack.embedded and ping(stack.urls.settings)
+    finally:
+        stack.stop()

@@ -96,7 +96,8 @@ async def test_config_objects_get_their_settings(redis_urls, write_config, confi
         assert fresh.settings.values.velocity == 7.0
 
 
-def test_settings_survive_a_restart_of_the_servers(tmp_path):
+def test_settings_survive_a_restart_of_the_servers(tmp_path, monkeypatch):
+    monkeypatch.delenv("BLISSNG_REDIS_URL", raising=False)
     state = tmp_path / "state"
 
     async def change(url: str) -> None:

@@ -366,13 +366,16 @@ def start_redis(
     url: str | None = None,
     maxmemory: str = DEFAULT_MAXMEMORY,
     binary: Path | None = None,
+    environment: bool = True,
 ) -> RedisStack:
     """Use ``url`` (or ``BLISSNG_REDIS_URL``) if given, else start the two embedded servers.
 
     ``state_dir`` keeps the settings server's append-only file (so settings survive a
-    restart) and the data server's working directory.
+    restart) and the data server's working directory. ``environment=False`` ignores
+    ``BLISSNG_REDIS_URL`` (test fixtures, which flush databases, must never use it).
     """
-    url = url or os.environ.get("BLISSNG_REDIS_URL")
+    if url is None and environment:
+        url = os.environ.get("BLISSNG_REDIS_URL") or None
     if url:
         check_reachable(url)
         return RedisStack(RedisUrls.from_url(url))

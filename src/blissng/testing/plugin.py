@@ -47,7 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisStack]:
     """The embedded Redis servers of the test session (never an external one)."""
-    stack = start_redis(tmp_path_factory.mktemp("redis"), url=None, maxmemory="512mb")
+    # never BLISSNG_REDIS_URL: tests flush their databases, a developer's Redis must not be it
+    stack = start_redis(tmp_path_factory.mktemp("redis"), maxmemory="512mb", environment=False)
     try:
         yield stack
     finally:
