@@ -384,3 +384,37 @@ async def test_hooks_see_start_end_and_the_workflow_keyword(dev, ctx) -> None:
     assert events[1].scan is scan and events[1].number == scan.number
     assert "broken failed: RuntimeError: hook bug" in ctx.output.getvalue()
     assert scan.state == "done"
+
+
+async def test_beam_monitor_counter_pauses_and_resumes_the_scan(dev, ctx) -> None:
+    from blissng.scans import counter_below
+
+    machine = SimCounterController(
+        "machine",
+        SimCounterController.Parameters.model_validate(
+            {"counters": [{"name": "current", "height": 0, "background": 200, "nsamples": 1}]}
+        ),
+    )
+    current = machine.counters[0]
+    beam = counter_below(current, 10, poll_interval=0.001)
+    scan = await ascan(dev.m1, 0, 5, 5, 0, dev.sim, run=False, pause_conditions=[beam])
+    paused = []
+
+    def on_point(index: int, _: Any) -> None:
+        if index == 2:
+            machine.peak("current").background = 0.0  # beam lost
+
+    def on_state(state: ScanState) -> None:
+        if state is ScanState.PAUSED:
+            paused.append(scan.control.point_index)
+            machine.peak("current").background = 200.0  # beam back
+
+    scan.control.add_point_callback(on_point)
+    scan.control.add_state_callback(on_state)
+    await scan.run()
+    assert paused and scan.state == "done"
+    np.testing.assert_allclose(await scan.get_data("m1"), np.arange(6))
+    with pytest.raises(ScanArgumentError, match="counts too"):
+        await ascan(
+            dev.m1, 0, 1, 1, 0, dev.sim, pause_conditions=[counter_below(dev.sim.counters[0], 1)]
+        )

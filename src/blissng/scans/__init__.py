@@ -32,6 +32,7 @@ from .commands import (
     timescan,
     triggerscan,
 )
+from .conditions import counter_below
 from .context import ScanContext, current_context, set_context, use_context
 from .measurement_group import MeasurementGroup
 from .motor_commands import mv, mvr, umv, umvr, wa, wm
@@ -44,7 +45,12 @@ MOTOR_COMMANDS = {f.__name__: f for f in (mv, mvr, umv, umvr, wa, wm)}
 
 def user_commands() -> dict[str, Any]:
     """What a session puts in its namespace: every scan, motor and alignment command."""
-    return {**SCAN_COMMANDS, **MOTOR_COMMANDS, **ALIGNMENT_COMMANDS}
+    return {
+        **SCAN_COMMANDS,
+        **MOTOR_COMMANDS,
+        **ALIGNMENT_COMMANDS,
+        "counter_below": counter_below,
+    }
 
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "cen",
     "com",
     "command",
+    "counter_below",
     "ct",
     "current_context",
     "d2scan",

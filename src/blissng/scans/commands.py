@@ -136,6 +136,17 @@ def build_chain(
     return chain
 
 
+def _check_conditions(chain: AcquisitionChain, conditions: Sequence[Any]) -> None:
+    counted = {id(getattr(node, "device", None)) for node in chain.nodes}
+    for condition in conditions:
+        controller = getattr(condition, "controller", None)
+        if controller is not None and id(controller) in counted:
+            raise ScanArgumentError(
+                f"pause condition {condition.name!r} reads {controller.name}, which this scan "
+                "counts too: use a counter of another controller (a beam monitor)"
+            )
+
+
 def _make_scan(
     chain: AcquisitionChain,
     name: str,
@@ -147,6 +158,7 @@ def _make_scan(
     save_default: bool = True,
     return_to: Sequence[tuple[Any, float]] = (),
 ) -> Scan:
+    _check_conditions(chain, kw.get("pause_conditions") or ())
     return Scan(
         chain,
         name=name,
