@@ -761,3 +761,61 @@ async def test_software_timer_counts_its_time() -> None:
     elapsed = sink.values("timer:elapsed_time")
     assert np.all(np.diff(elapsed) >= 0.03 - 1e-3)
     assert ctrl.params is not None and ctrl.params.count_time == 0.02
+
+
+async def test_a_device_hanging_in_stop_does_not_keep_the_others_running() -> None:
+    journal: list[str] = []
+    chain, motor, _ = step_chain(journal, npoints=2)
+    chain.stop_timeout = 0.2
+
+    async def hang() -> None:
+        journal.append("m1.stop")
+        await anyio.sleep_forever()
+
+    motor.stop = hang  # type: ignore[method-assign]
+    sink = subscribe(chain)
+    with anyio.fail_after(5), pytest.raises(AcquisitionError) as info:
+        await chain.run()
+    assert str(info.value) == "m1 failed in stop: did not return within 0.2 s"
+    assert journal[-2:] == ["m1.stop", "diode_ctrl.stop"]  # the controller still stopped
+    assert sink.ended["diode_ctrl:c0"] == 2  # and the streams sealed
+
+
+class FreeRunningCounter(CounterController):
+    """Counts on its own clock once started (a buffered device in hardware mode): point k is
+    made at start + k * count_time; read() hands over every point made since the last read."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        super().__init__(name, journal, ncounters=1)
+        self.started_at = 0.0
+        self.delivered = 0
+
+    async def start(self) -> None:
+        await super().start()
+        self.started_at = time.monotonic()
+
+    async def read(self) -> Mapping[str, np.ndarray]:
+        assert self.params is not None
+        made = int((time.monotonic() - self.started_at) / self.params.count_time)
+        values = np.arange(self.delivered, made, dtype=float)
+        self.delivered = made
+        return {"c0": values}
+
+
+async def test_a_free_running_device_under_a_software_timer_gives_exactly_its_points() -> None:
+    journal: list[str] = []
+    device = FreeRunningCounter("buffered", journal)
+    chain = AcquisitionChain()
+    timer = SoftwareTimerMaster(0.05, npoints=1)  # the time window
+    slave = AcquirableSlave(
+        device, trigger_type=TriggerType.HARDWARE, count_time=0.001, npoints=80, poll_interval=0.002
+    )
+    chain.add(timer, slave)
+    sink = subscribe(chain)
+    with anyio.fail_after(10):
+        await chain.run()
+    assert device.params is not None and device.params.trigger_mode is TriggerMode.HARDWARE
+    # the chain waited for the reading loop after the 50 ms window; points beyond 80 dropped
+    assert sink.values("buffered:c0").tolist() == list(range(80))
+    assert sink.ended["buffered:c0"] == 80 and sink.ended["timer:epoch"] == 1
+    assert len(sink.batches["buffered:c0"]) > 1  # read in chunks as the points came

@@ -26,9 +26,10 @@ from outside (Ctrl-C) propagates after the same cleanup.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import anyio.lowlevel
@@ -299,53 +300,52 @@ class AcquisitionChain:
                 await self._preset(preset, phase)
 
     async def _cleanup(self, control: ScanControl, error: BaseException | None) -> None:
-        """Stop every node, masters first, shielded, within ``stop_timeout``; end channels."""
+        """Stop every node, masters first, then end every channel: shielded from the
+        cancellation that may have ended the run, each step within ``stop_timeout`` so that
+        one device that hangs in ``stop`` cannot keep the others running."""
         stop_errors: list[BaseException] = []
-        with anyio.CancelScope(shield=True) as cleanup:
-            cleanup.deadline = anyio.current_time() + self.stop_timeout
-            for phase in ("before_stop",):
-                for preset in self.presets:
-                    if preset.overrides(phase):
-                        try:
-                            await self._preset(preset, phase)
-                        except Exception as exc:
-                            stop_errors.append(exc)
+
+        async def bounded(label: str, phase: str, call: Callable[[], Awaitable[object]]) -> None:
+            with anyio.move_on_after(self.stop_timeout) as step:
+                try:
+                    await call()
+                except Exception as exc:
+                    failure = (
+                        exc
+                        if isinstance(exc, AcquisitionError)
+                        else AcquisitionError(label, phase, exc)
+                    )
+                    log.error("%s", failure)
+                    stop_errors.append(failure)
+            if step.cancelled_caught:
+                failure = AcquisitionError(
+                    label, phase, f"did not return within {self.stop_timeout:g} s"
+                )
+                log.error("%s", failure)
+                stop_errors.append(failure)
+
+        with anyio.CancelScope(shield=True):
+            for preset in self.presets:
+                if preset.overrides("before_stop"):
+                    await bounded(
+                        preset.label,
+                        "preset before_stop",
+                        functools.partial(preset.before_stop, self),
+                    )
             for level in self.levels():
                 for node in level:
-                    try:
-                        await node.stop()
-                    except Exception as exc:
-                        failure = (
-                            exc
-                            if isinstance(exc, AcquisitionError)
-                            else AcquisitionError(node.name, "stop", exc)
-                        )
-                        log.error("%s", failure)
-                        stop_errors.append(failure)
+                    await bounded(node.name, "stop", node.stop)
             for preset in self.presets:
                 if preset.overrides("after_stop"):
-                    try:
-                        await self._preset(preset, "after_stop")
-                    except Exception as exc:
-                        stop_errors.append(exc)
+                    await bounded(
+                        preset.label,
+                        "preset after_stop",
+                        functools.partial(preset.after_stop, self),
+                    )
             for node in self._nodes:  # points committed before an error or abort are good
-                try:
-                    await node.flush()
-                except Exception as exc:
-                    log.exception("flushing %s failed", node.name)
-                    stop_errors.append(exc)
+                await bounded(node.name, "flush", node.flush)
             for channel in self.channels:
-                try:
-                    await channel.end()
-                except Exception as exc:
-                    log.exception("ending channel %s failed", channel.name)
-                    stop_errors.append(exc)
-        if cleanup.cancelled_caught:
-            timeout = AcquisitionError(
-                "chain", "stop", f"cleanup did not finish within {self.stop_timeout} s"
-            )
-            log.error("%s", timeout)
-            stop_errors.append(timeout)
+                await bounded(channel.name, "end", channel.end)
         if error is None and not control.abort_requested:
             if stop_errors:
                 control._set_state(ScanState.FAILED)
