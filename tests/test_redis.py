@@ -304,3 +304,16 @@ def test_fixtures_ignore_the_environment(tmp_path, monkeypatch):
         assert stack.embedded and ping(stack.urls.settings)
     finally:
         stack.stop()
+
+
+@pytest.mark.anyio
+async def test_async_clients_parse_with_hiredis(redis_urls):
+    from blissng.redisdb import async_client
+
+    async with async_client(redis_urls.data) as client:
+        assert await client.ping()
+        connection = await client.connection_pool.get_connection()
+        try:
+            assert "Hiredis" in type(connection._parser).__name__
+        finally:
+            await client.connection_pool.release(connection)
