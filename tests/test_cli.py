@@ -405,3 +405,27 @@ def test_serve_stops_with_an_error_when_redis_dies(running, tmp_path, motor_conf
     assert any("ERROR blissng: redis-server (data) exited with code -9" in line for line in lines)
     assert any("stopped" in line for line in lines)
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_settings_survive_a_restart_of_serve(running, tmp_path, motor_config):
+    args = ["serve", "--config", str(motor_config), "--state-dir", str(tmp_path / "s")]
+
+    def settings_url(ready: str) -> str:
+        return ready.split("redis settings=", 1)[1].split()[0]
+
+    first = running(args)
+    url = settings_url(first.wait_for(" ready "))
+    client = redis.Redis.from_url(url)
+    try:
+        client.hset("settings:m1", mapping={"velocity": "7.5", "offset": "0.25"})
+    finally:
+        client.close()
+    assert first.stop() == 0
+    second = running(args)
+    client = redis.Redis.from_url(settings_url(second.wait_for(" ready ")))
+    try:
+        stored = client.hgetall("settings:m1")  # the axis keeps its dial position there too
+        assert (stored[b"velocity"], stored[b"offset"]) == (b"7.5", b"0.25")
+    finally:
+        client.close()
+    assert second.stop() == 0
