@@ -56,7 +56,7 @@ async def start(bad_device: SimHost) -> StreamReader:
 async def test_a_reader_that_keeps_up_loses_nothing(bad_device: SimHost) -> None:
     reader = await start(bad_device)
     try:
-        await reader.read_for(0.6)
+        await reader.read_for(0.8)
         produced, dropped = await reader.stop()
     finally:
         await reader.conn.close()
@@ -64,7 +64,7 @@ async def test_a_reader_that_keeps_up_loses_nothing(bad_device: SimHost) -> None
     assert stats["rate"] == BAD_DEVICE_RATE and stats["fifo"] == BAD_DEVICE_FIFO
     assert dropped == 0 and stats["dropped"] == 0
     assert reader.gaps == 0
-    assert reader.received == produced >= 300
+    assert reader.received == produced >= 0.7 * 0.8 * BAD_DEVICE_RATE
 
 
 async def test_a_reader_whose_loop_is_blocked_200ms_sees_drops_reported(

@@ -100,6 +100,8 @@ class BadDeviceSim(Simulator):
         self.rate = spec.rate
         self.fifo = spec.fifo
         self.produced = self.sent = self.dropped = 0
+        self.max_late = 0.0  # how far behind its schedule the device ever was (s)
+        self._partial = False  # the queue's head is the rest of a partly sent packet
         self.queue: collections.deque[bytes] = collections.deque()
         self.streaming: Client | None = None
         self._scope: anyio.CancelScope | None = None
@@ -171,6 +173,8 @@ class BadDeviceSim(Simulator):
             raise SimError(8, "rate must be > 0 and fifo >= 0")
         self.rate, self.fifo = rate, fifo
         self.produced = self.sent = self.dropped = 0
+        self.max_late = 0.0
+        self._partial = False
         self.queue.clear()
         self.streaming = client
         scope = anyio.CancelScope()
@@ -209,10 +213,19 @@ class BadDeviceSim(Simulator):
                 t0 = time.monotonic()
                 seq = 0
                 while True:
+                    late = time.monotonic() - (t0 + seq / self.rate)
+                    self.max_late = max(self.max_late, late)
                     due = int((time.monotonic() - t0) * self.rate) + 1
-                    while seq < due:
-                        self._produce(seq, channel)
+                    due = min(due, seq + 1000)  # never hog this loop (control socket)
+                    if due - seq == 1:
+                        self._produce(seq, channel)  # on time: one tiny packet, sent now
                         seq += 1
+                    elif due > seq:
+                        # This process was late (the machine is busy): what would have gone out
+                        # one by one goes out together; only what the queue cannot hold after
+                        # the socket took its fill is lost.
+                        self._catch_up(seq, due, channel)
+                        seq = due
                     self._flush(channel)
                     wait = t0 + seq / self.rate - time.monotonic()
                     if wait > 0:
@@ -228,19 +241,36 @@ class BadDeviceSim(Simulator):
         finally:
             self._stopped.set()
 
-    def _produce(self, seq: int, channel: RawSocketChannel) -> None:
+    def _make(self, seq: int) -> bytes | None:
         self.produced += 1
         if self.fault_mode == "silent":
             self.dropped += 1
+            return None
+        return garbage_bytes(self.rng) + b"\n" if self.fault_mode == "garbage" else packet(seq)
+
+    def _catch_up(self, first: int, end: int, channel: RawSocketChannel) -> None:
+        for seq in range(first, end):
+            data = self._make(seq)
+            if data is not None:
+                self.queue.append(data)
+        self._flush(channel)
+        keep = max(self.fifo, 1 if self._partial else 0)
+        while len(self.queue) > keep:  # a full FIFO loses the newest packets
+            self.queue.pop()
+            self.dropped += 1
+
+    def _produce(self, seq: int, channel: RawSocketChannel) -> None:
+        data = self._make(seq)
+        if data is None:
             return
-        data = garbage_bytes(self.rng) + b"\n" if self.fault_mode == "garbage" else packet(seq)
-        if self._flush(channel):  # nothing queued: straight to the socket if it takes it
+        if not self.queue:  # nothing queued: straight to the socket if it takes it
             sent = channel.send_now(data)
             if sent == len(data):
                 self.sent += 1
                 return
             if sent:  # a partial packet: the rest must follow, whatever the queue holds
                 self.queue.append(data[sent:])
+                self._partial = True
                 return
         if len(self.queue) >= self.fifo:
             self.dropped += 1
@@ -248,16 +278,30 @@ class BadDeviceSim(Simulator):
         self.queue.append(data)
 
     def _flush(self, channel: RawSocketChannel) -> bool:
-        """Move queued packets to the socket; True if the queue is now empty."""
+        """Move queued packets to the socket; True if the queue is now empty.
+
+        A backlog drains like a FIFO into a line: as one stream of bytes (up to 4 kB per
+        write), so a reader that comes back gets the backlog in few reads."""
         while self.queue:
-            head = self.queue[0]
-            sent = channel.send_now(head)
-            if sent < len(head):
+            batch: list[bytes] = []
+            size = 0
+            for item in self.queue:
+                if batch and size + len(item) > 4096:
+                    break
+                batch.append(item)
+                size += len(item)
+            sent = channel.send_now(b"".join(batch) if len(batch) > 1 else batch[0])
+            for item in batch:
+                if sent >= len(item):
+                    sent -= len(item)
+                    self.queue.popleft()
+                    self.sent += 1
+                    self._partial = False
+                    continue
                 if sent:
-                    self.queue[0] = head[sent:]
+                    self.queue[0] = item[sent:]
+                    self._partial = True
                 return False
-            self.queue.popleft()
-            self.sent += 1
         return True
 
     # -- control -----------------------------------------------------------------------------
@@ -276,6 +320,8 @@ class BadDeviceSim(Simulator):
         self.spec = self.host.spec.simulators[self.name]
         self.rate, self.fifo = self.spec.rate, self.spec.fifo
         self.produced = self.sent = self.dropped = 0
+        self.max_late = 0.0
+        self._partial = False
         self.queue.clear()
 
     def stats(self) -> dict[str, Any]:
@@ -284,6 +330,7 @@ class BadDeviceSim(Simulator):
             "sent": self.sent,
             "dropped": self.dropped,
             "queued": len(self.queue),
+            "max_late": self.max_late,
             "streaming": self.streaming is not None,
             "rate": self.rate,
             "fifo": self.fifo,

@@ -112,8 +112,8 @@ class GoodDeviceSpec(_SimBase):
 class BadDeviceSpec(_SimBase):
     kind: Literal["bad_device"] = "bad_device"
     listen: Literal["tcp", "unix", "pty"] = "unix"
-    rate: float = Field(default=1000.0, gt=0, description="packets per second")
-    fifo: int = Field(default=100, ge=0, description="send queue, packets")
+    rate: float = Field(default=500.0, gt=0, description="packets per second")
+    fifo: int = Field(default=50, ge=0, description="send queue, packets")
 
 
 SimSpec = Annotated[

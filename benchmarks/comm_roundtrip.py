@@ -1,0 +1,234 @@
+"""Communication speed: request/response round trips per second through blissng.comm on the pty
+(motor controller) and TCP (scaler) simulators, against a raw blocking client on the same
+simulators (the baseline: what the transport costs without the comm layer); and the bad
+device's delivered and dropped packets per second when one reader task reads it while 16 other
+tasks read 64 kB payloads from the good device and decode them.
+
+    python benchmarks/comm_roundtrip.py [--seconds 2]
+
+Prints a human-readable line and one JSON line per figure. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from blissng.comm import Connection, connection_from_url
+from blissng.sim.servers import (
+    BAD_DEVICE_RATE,
+    SimHost,
+    bad_device_spec,
+    open_sim_host,
+    standard_spec,
+)
+
+BENCHMARK = "comm_roundtrip"
+
+
+def emit(metric: str, value: float, unit: str, baseline: Any, target: Any, text: str) -> None:
+    print(text)
+    print(
+        json.dumps(
+            {
+                "benchmark": BENCHMARK,
+                "metric": metric,
+                "value": round(value, 1),
+                "unit": unit,
+                "baseline": baseline if baseline is None else round(baseline, 1),
+                "target": target,
+            }
+        )
+    )
+
+
+async def comm_roundtrips(conn: Connection, command: str, seconds: float) -> float:
+    n = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        await conn.write_readline(command)
+        n += 1
+    return n / (time.monotonic() - start)
+
+
+def raw_tcp_roundtrips(address: tuple[str, int], command: bytes, seconds: float) -> float:
+    with socket.create_connection(address) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        n = 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            sock.sendall(command)
+            data = b""
+            while not data.endswith(b"\n"):
+                data += sock.recv(4096)
+            n += 1
+        return n / (time.monotonic() - start)
+
+
+def raw_pty_roundtrips(path: str, command: bytes, seconds: float) -> float:
+    import termios
+    import tty
+
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        tty.setraw(fd)
+        termios.tcflush(fd, termios.TCIOFLUSH)
+        n = 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            os.write(fd, command)
+            data = b""
+            while not data.endswith(b"\r\n"):
+                data += os.read(fd, 4096)
+            n += 1
+        return n / (time.monotonic() - start)
+    finally:
+        os.close(fd)
+
+
+async def bad_device_throughput(
+    bad: SimHost, main: SimHost, rate: float, others: int, seconds: float
+) -> dict[str, float]:
+    """One reader of the bad device while ``others`` tasks read and decode 64 kB payloads:
+    delivered and dropped packets per second, the reader's longest gap between two reads and
+    how late the device ever was on its own schedule (its process is starved by the machine)."""
+    await bad.reset()
+    delivered = 0
+    longest_gap = 0.0
+
+    async def other_reader(stop: anyio.Event) -> None:
+        async with connection_from_url(main.url("good"), name="good", timeout=5) as good:
+            await good.write_readline("START 1000000")
+            while not stop.is_set():
+                async with good.locked():
+                    header = (await good.write_readline("READ 8192")).split()
+                    block = await good.read(int(header[1]) * 8)
+                values = np.frombuffer(block, "<f8")  # decode the 64 kB payload
+                float(np.sqrt(values * values).sum())
+                await anyio.lowlevel.checkpoint()
+
+    conn = connection_from_url(bad.url("bad"), name="bad", timeout=5)
+    async with conn:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            for _ in range(others):
+                tg.start_soon(other_reader, stop)
+            await conn.write_readline(f"START {rate:g}")
+            start = last = time.monotonic()
+            while last - start < seconds:
+                delivered += (await conn.read_some()).count(b"\n")
+                now = time.monotonic()
+                longest_gap = max(longest_gap, now - last)
+                last = now
+            elapsed = last - start
+            stats = await bad.stats("bad")
+            stop.set()
+        await conn.write("STOP")
+        while not (await conn.readline()).startswith("END"):
+            pass
+    return {
+        "delivered": delivered / elapsed,
+        "dropped": stats["dropped"] / elapsed,
+        "produced": stats["produced"] / elapsed,
+        "gap": longest_gap,
+        "late": stats["max_late"],
+    }
+
+
+def describe(figures: dict[str, float]) -> str:
+    return (
+        f"produced {figures['produced']:.0f}/s, delivered {figures['delivered']:.0f}/s, dropped"
+        f" {figures['dropped']:.0f}/s; longest reader gap {figures['gap'] * 1e3:.0f} ms, device"
+        f" late by up to {figures['late'] * 1e3:.0f} ms"
+    )
+
+
+async def main(seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            open_sim_host(standard_spec(Path(tmp) / "main")) as main_host,
+            open_sim_host(bad_device_spec(Path(tmp) / "bad")) as bad_host,
+        ):
+            motors = connection_from_url(main_host.url("motors"), name="motors")
+            async with motors:
+                pty_rate = await comm_roundtrips(motors, "?POS 1", seconds)
+            pty_path = main_host["motors"].path
+            assert pty_path is not None
+            raw_pty = await anyio.to_thread.run_sync(
+                raw_pty_roundtrips, pty_path, b"?POS 1\r", seconds
+            )
+            emit(
+                "pty_roundtrips_per_s",
+                pty_rate,
+                "1/s",
+                raw_pty,
+                1000,
+                f"pty (motor controller '?POS 1'): {pty_rate:.0f} round trips/s via blissng.comm,"
+                f" raw blocking client {raw_pty:.0f}/s",
+            )
+            scaler = connection_from_url(main_host.url("scaler"), name="scaler")
+            async with scaler:
+                tcp_rate = await comm_roundtrips(scaler, "*IDN?", seconds)
+            sim = main_host["scaler"]
+            assert sim.host is not None and sim.port is not None
+            raw_tcp = await anyio.to_thread.run_sync(
+                raw_tcp_roundtrips, (sim.host, sim.port), b"*IDN?\n", seconds
+            )
+            emit(
+                "tcp_roundtrips_per_s",
+                tcp_rate,
+                "1/s",
+                raw_tcp,
+                1000,
+                f"tcp (scaler '*IDN?'): {tcp_rate:.0f} round trips/s via blissng.comm,"
+                f" raw blocking client {raw_tcp:.0f}/s",
+            )
+
+            offered = 20000.0
+            alone = await bad_device_throughput(bad_host, main_host, offered, 0, seconds)
+            busy = await bad_device_throughput(bad_host, main_host, offered, 16, seconds)
+            emit(
+                "bad_device_delivered_per_s_with_16_readers",
+                busy["delivered"],
+                "packets/s",
+                alone["delivered"],
+                5 * BAD_DEVICE_RATE,
+                f"bad device offered {offered:.0f}/s, one reader among 16 tasks decoding 64 kB"
+                f" payloads: {describe(busy)}\n  (reader alone: {describe(alone)});"
+                f" the test default rate {BAD_DEVICE_RATE:.0f}/s must stay <= a fifth of the"
+                " delivered figure",
+            )
+            emit(
+                "bad_device_dropped_per_s_with_16_readers",
+                busy["dropped"],
+                "packets/s",
+                alone["dropped"],
+                None,
+                f"bad device offered {offered:.0f}/s: dropped {busy['dropped']:.0f}/s with 16"
+                f" busy tasks, {alone['dropped']:.0f}/s alone",
+            )
+            for rate in (BAD_DEVICE_RATE, 5 * BAD_DEVICE_RATE):
+                figures = await bad_device_throughput(bad_host, main_host, rate, 16, seconds)
+                emit(
+                    f"bad_device_at_{rate:.0f}_dropped_per_s_with_16_readers",
+                    figures["dropped"],
+                    "packets/s",
+                    None,
+                    0,
+                    f"bad device at {rate:.0f}/s with 16 busy tasks: {describe(figures)}",
+                )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    anyio.run(main, parser.parse_args().seconds)
