@@ -819,3 +819,39 @@ async def test_a_free_running_device_under_a_software_timer_gives_exactly_its_po
     assert sink.values("buffered:c0").tolist() == list(range(80))
     assert sink.ended["buffered:c0"] == 80 and sink.ended["timer:epoch"] == 1
     assert len(sink.batches["buffered:c0"]) > 1  # read in chunks as the points came
+
+
+@pytest.mark.parametrize("paused_by", ["user", "condition"])
+async def test_abort_while_paused_stops_everything(paused_by: str) -> None:
+    journal: list[str] = []
+    chain, _, _ = step_chain(journal, npoints=5)
+    blocked = {"now": False}
+    control = ScanControl(
+        pause_conditions=[PauseCondition("gate", lambda: blocked["now"], poll_interval=0.01)]
+    )
+
+    def on_point(index: int, values: object) -> None:
+        if index == 1:
+            if paused_by == "user":
+                control.pause()
+            else:
+                blocked["now"] = True
+
+    control.add_point_callback(on_point)
+    outcome: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await chain.run(control)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(5):
+            await control.wait_paused()
+        assert not any(e.endswith(".stop") for e in journal)
+        control.abort()
+    assert isinstance(outcome[0], ScanAborted)
+    assert control.state is ScanState.ABORTED
+    assert journal[-2:] == ["m1.stop", "diode_ctrl.stop"]

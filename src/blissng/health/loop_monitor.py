@@ -116,6 +116,10 @@ class LoopStats:
             "stalls": [stall.to_dict() for stall in self.stalls],
         }
 
+    def __info__(self) -> str:
+        """What the shell prints when ``loop_stats()`` is evaluated at the prompt."""
+        return str(self)
+
     def __str__(self) -> str:
         lines = [
             f"event loop: {self.count} pings, latency p50 {self.p50 * 1e3:.2f} ms, "
