@@ -99,19 +99,23 @@ class TriggeredController(CounterController):
             await self.wait_frames(self._triggered)
 
     async def wait_frames(self, n: int, timeout: float | None = None) -> None:
-        """Wait until ``n`` frames were acquired since the start (polling the device)."""
+        """Wait until ``n`` frames were acquired since the start (polling the device).
+
+        The deadline is checked between requests, never by cancelling one: a request cut
+        in the middle could leave its reply to be taken for the next one's.
+        """
         exposure = self.params.count_time
         limit = exposure + self.frame_timeout if timeout is None else timeout
-        with anyio.move_on_after(limit):
-            if exposure > 0:
-                await anyio.sleep(exposure)
-            while await self.hw_frames() < n:  # noqa: ASYNC110 - polls the device
-                await anyio.sleep(self.polling_interval)
-            return
-        got = await self.hw_frames()
-        raise AcquisitionError(
-            self.name, f"has {got} frame(s) of {n} expected, {limit:.3g} s after the trigger"
-        )
+        deadline = anyio.current_time() + limit
+        if exposure > 0:
+            await anyio.sleep(min(exposure, limit))
+        while (got := await self.hw_frames()) < n:
+            if anyio.current_time() >= deadline:
+                raise AcquisitionError(
+                    self.name,
+                    f"has {got} frame(s) of {n} expected, {limit:.3g} s after the trigger",
+                )
+            await anyio.sleep(self.polling_interval)
 
     async def read(self) -> dict[str, np.ndarray]:
         data = dict(await self.hw_fetch())

@@ -95,6 +95,10 @@ class SimGoodDevice(CounterController):
     async def stop(self) -> None:
         await self.stop_stream()
 
+    async def close(self) -> None:
+        self._connected = False
+        await self.client.close()
+
 
 PACKET = 25  # b"<seq:010d> <value:+.6e>\n"
 
