@@ -429,3 +429,28 @@ def test_settings_survive_a_restart_of_serve(running, tmp_path, motor_config):
     finally:
         client.close()
     assert second.stop() == 0
+
+
+def test_check_lists_every_problem(env, tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "a.yml").write_text(
+        "- name: mot\n  class: MockupController\n  axes: [{name: m1}]\n"
+        "- name: broken\n  class: NoSuchClass\n"
+    )
+    (config / "b.yml").write_text("name: x\nclass: [unclosed\n")
+    result = run("check", "--config", str(config), env=env)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert any("b.yml:3: invalid YAML" in line for line in lines)
+    assert any("a.yml:5: object 'broken', field 'class': unknown class" in line for line in lines)
+    assert "2 objects built, 2 problems in 2 files" in result.stderr
+
+
+def test_the_shipped_demo_configuration_is_valid(env):
+    import blissng.demo
+
+    result = run("check", "--config", str(blissng.demo.config_dir()), env=env)
+    assert result.returncode == 0, result.stdout
+    assert " 0 problems" in result.stderr

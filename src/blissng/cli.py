@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, type=Path, metavar="DIR", help="YAML tree")
     _runtime_options(serve, "one per configuration directory")
 
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="read a configuration directory and build its objects, listing every problem",
+        description="Build every object of the configuration (without connecting to any "
+        "hardware or Redis); print each problem on one line; exit 1 if there is any.",
+    )
+    check.add_argument("--config", required=True, type=Path, metavar="DIR", help="YAML tree")
+
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -138,7 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    handler = {"version": cmd_version, "redis": cmd_redis, "serve": cmd_serve, "demo": cmd_demo}
+    handler = {
+        "version": cmd_version,
+        "redis": cmd_redis,
+        "serve": cmd_serve,
+        "demo": cmd_demo,
+        "check": cmd_check,
+    }
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:
@@ -195,6 +210,23 @@ def cmd_version(args: argparse.Namespace) -> int:
     except RedisError as exc:
         print(f"redis-server: {exc}")
     return 0
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = Config(_checked_config_dir(args.config))
+    built = config.build_all()
+    for error in config.errors:
+        print(error)
+    errors = len(config.errors)
+    print(
+        f"{len(built)} objects built, {errors} problem{'s' if errors != 1 else ''} "
+        f"in {len(config.files)} files",
+        file=sys.stderr,
+    )
+    return 1 if errors else 0
 
 
 # ---------------------------------------------------------------------------- redis
