@@ -189,10 +189,17 @@ async def test_workflows_from_files_names_and_the_configuration(jobs, tmp_path: 
     )
     assert await jobs.run_job(tmp_path / "hypot.json") == {"return_value": 5.0}
     assert await jobs.run_job(str(tmp_path / "hypot.yml")) == {"return_value": 13.0}
+    # On the event loop files are read off the loop: a bad name fails the job...
+    missing = jobs.run_job(tmp_path / "nothere.json")
+    assert missing.name == "nothere"
     with pytest.raises(WorkflowNotFound, match="nothere.json not found"):
-        jobs.run_job(tmp_path / "nothere.json")
+        await missing
+    assert missing.state is JobState.FAILED
     with pytest.raises(WorkflowNotFound, match="no workflow named 'fit'.*fit_peak"):
-        jobs.run_job("fit")
+        await jobs.run_job("fit")
+    # ... in a worker thread (console code) it raises at once; a bad dict does everywhere.
+    with pytest.raises(WorkflowNotFound, match="no workflow named 'fit'.*fit_peak"):
+        await anyio.to_thread.run_sync(jobs.run_job, "fit")
     with pytest.raises(WorkflowNotFound, match="'nodes'"):
         jobs.run_job({"graph": {"id": "x"}})
 

@@ -13,14 +13,21 @@ from .errors import WorkflowsNotInstalled
 INSTALL_HINT = "pip install 'blissng[workflows]'"
 
 
+_found: set[str] = set()  # once there, a package stays (the look-up reads directories)
+
+
 def _missing(modules: tuple[str, ...]) -> list[str]:
     missing = []
     for name in modules:
+        if name in _found:
+            continue
         try:
             found = importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):
             found = False
-        if not found:
+        if found:
+            _found.add(name)
+        else:
             missing.append(name)
     return missing
 

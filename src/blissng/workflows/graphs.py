@@ -131,6 +131,13 @@ def load_workflow(
     )
 
 
+def pending_workflow(workflow: str | Path) -> LoadedWorkflow:
+    """A stand-in until the file is read: the name a user would expect, no graph yet."""
+    path = Path(str(workflow))
+    name = path.stem if path.suffix in GRAPH_SUFFIXES else str(workflow)
+    return LoadedWorkflow(name, {}, "pending")
+
+
 def _resolve(path: Path, base_dir: Path | None) -> Path:
     path = path.expanduser()
     if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():

@@ -72,6 +72,8 @@ class Job:
         self._result: Any = None
         self._error: BaseException | None = None
         self._cancel_requested = False
+        # (workflow, inputs) still to load, when run_job was called on the event loop.
+        self._deferred: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -154,7 +156,9 @@ class Job:
         self.pid = pid
         self.worker = worker
 
-    def _finish(self, state: JobState, result: Any = None, error: BaseException | None = None):
+    def _finish(
+        self, state: JobState, result: Any = None, error: BaseException | None = None
+    ) -> None:
         if isinstance(error, JobError) and error.job_id is None:
             error.job_id = self.id
         self.state = state

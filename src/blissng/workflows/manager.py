@@ -31,7 +31,7 @@ from anyio.abc import TaskGroup
 from ..redisdb import RedisUrls, async_client
 from .errors import JobCancelled, JobError, JobFailed, JobTimeout, WorkflowError
 from .extra import require_workflows_extra
-from .graphs import LoadedWorkflow, load_workflow, normalize_inputs
+from .graphs import LoadedWorkflow, load_workflow, normalize_inputs, pending_workflow
 from .job import Job, JobState
 from .local import LocalExecutor
 from .record import JobRecorder
@@ -168,7 +168,11 @@ class JobManager:
 
         ``workflow``: a graph dict, a name under ``workflows.graphs`` of the configuration (or
         shipped with blissng, like ``"fit_peak"``), or an Ewoks JSON/YAML file.
-        ``inputs``: ``{name: value}`` for the start nodes, or Ewoks' list form.
+        ``inputs``: ``{name: value}`` for the start nodes, ``{node: {name: value}}``, or
+        Ewoks' list form.
+
+        Called from a worker thread, a workflow that cannot be found raises here; called on
+        the event loop, files are read off the loop and such an error fails the job.
         ``executor``: ``"local"`` or ``"celery"`` (default: the configuration's).
         ``timeout``: seconds; a job running longer is stopped and raises :class:`JobTimeout`.
         ``scan``: the key of the scan that triggered it (recorded in the job document).
@@ -186,10 +190,20 @@ class JobManager:
                 "the celery executor needs a broker: set workflows.celery_url in the "
                 "configuration, or give the JobManager blissng's Redis URLs"
             )
+        if threading.get_ident() == self._loop_thread:
+            if isinstance(workflow, Mapping):
+                loaded = load_workflow(workflow, self.settings.graphs, self.config_dir)
+                job = self._submit(loaded, normalize_inputs(inputs, loaded.graph), executor,
+                                   timeout, scan)  # fmt: skip
+            else:
+                # On the event loop, reading a file (on NFS, say) could stall it: the job's
+                # driver reads it in a worker thread; a bad name then fails the job.
+                job = self._submit(pending_workflow(workflow), [], executor, timeout, scan)
+                job._deferred = (workflow, inputs)
+            return job
+        # A worker thread (console code): read the file here, so a bad name raises at once.
         loaded = load_workflow(workflow, self.settings.graphs, self.config_dir)
         normalized = normalize_inputs(inputs, loaded.graph)
-        if threading.get_ident() == self._loop_thread:
-            return self._submit(loaded, normalized, executor, timeout, scan)
         return anyio.from_thread.run_sync(
             self._submit, loaded, normalized, executor, timeout, scan, token=self._token
         )
@@ -241,6 +255,20 @@ class JobManager:
     async def _drive(self, job: Job) -> None:
         """Run one job to its end; record every transition; never raise into the task group."""
         recorder = self._recorder
+        if job._deferred is not None:
+            workflow, inputs = job._deferred
+            job._deferred = None
+            try:
+                job.workflow = await anyio.to_thread.run_sync(
+                    load_workflow, workflow, self.settings.graphs, self.config_dir
+                )
+                job.inputs = normalize_inputs(inputs, job.workflow.graph)
+            except WorkflowError as exc:
+                job._finish(JobState.FAILED, None, exc)
+                if recorder is not None:
+                    await recorder.submitted(job)
+                    await recorder.finished(job, None, exc)
+                return
         if recorder is not None:
             await recorder.submitted(job)
         state, result = JobState.FAILED, None
