@@ -289,3 +289,24 @@ async def test_a_worker_that_dies_fails_its_job_and_is_replaced(jobs):
     with pytest.raises(JobFailed, match="died \\(exit code 7\\)"):
         await jobs.run_job(dying)
     assert await jobs.run_job(HYPOT) == {"return_value": 5.0}
+
+
+async def test_a_cpu_bound_workflow_never_holds_the_event_loop(jobs):
+    """The workflow computes in its worker process; the job layer waits without blocking."""
+    import os
+
+    from blissng.health import loop_monitor
+
+    await jobs.run_job(HYPOT)  # a warm worker: the spawn is not what is measured
+    n = 30_000_000
+    cpu = graph(node("sum", "builtins.sum", range(n)), name="cpu")
+    async with loop_monitor(threshold=0.05) as monitor:
+        job = jobs.run_job(cpu)
+        assert await job == {"return_value": n * (n - 1) // 2}
+    assert job.pid != os.getpid()
+    ours = [
+        stall.describe()
+        for stall in monitor.stats().stalls
+        if any("blissng/workflows" in frame.filename for frame in stall.stack)
+    ]
+    assert not ours, "\n".join(ours)

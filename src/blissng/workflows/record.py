@@ -41,6 +41,8 @@ SUMMARY_CHARS = 2_000
 def summarize(value: Any, depth: int = 0) -> Any:
     """A JSON-able, bounded picture of a result or an input: numbers and short strings as they
     are, arrays as ``{"dtype", "shape"}`` (small ones with their values), the rest by repr."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 60:
+        return f"<int of {value.bit_length()} bits>"  # JSON readers lose precision anyway
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
