@@ -60,6 +60,7 @@ class ScanTable:
         self.width = max([10, *(len(self.labels[c]) for c in self.columns)]) + 2
         self._data: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         self._lengths = dict.fromkeys(self.columns, 0)
+        self._row_format = "{:>6}" + f"{{:>{self.width}}}" * len(self.columns)
         self._printed = 0
         self._seen: dict[str, int] = {}
         self._t0 = time.monotonic()
@@ -86,12 +87,13 @@ class ScanTable:
         arrays = {
             c: np.concatenate(self._data[c]) if self._data[c] else np.empty(0) for c in self.columns
         }
-        lines = []
-        for i in range(self._printed, complete):
-            cells = "".join(
-                f"{_fmt(arrays[c][i - self._printed]):>{self.width}}" for c in self.columns
-            )
-            lines.append(f"{i:>6}{cells}")
+        row_format = self._row_format
+        fmt = _fmt
+        columns = [arrays[c][: complete - self._printed].tolist() for c in self.columns]
+        lines = [
+            row_format.format(index, *map(fmt, row))
+            for index, row in enumerate(zip(*columns, strict=True), start=self._printed)
+        ]
         # Keep what is not yet printed.
         consumed = complete - self._printed
         for c in self.columns:
@@ -118,13 +120,15 @@ class ScanTable:
 
 
 def _fmt(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if number != 0 and (abs(number) >= 1e6 or abs(number) < 1e-3):
-        return f"{number:.4e}"
-    return f"{number:.5g}"
+    if type(value) is not float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+    magnitude = abs(value)
+    if value != 0 and (magnitude >= 1e6 or magnitude < 1e-3):
+        return f"{value:.4e}"
+    return f"{value:.5g}"
 
 
 async def follow_scan(

@@ -241,10 +241,13 @@ class Scan:
                 publisher = ScanPublisher(
                     shared_client(ctx.redis.data), document, self.chain.channels
                 )
-                async with publisher:
-                    self.scan_id = publisher.scan_id
-                    self.key = publisher.key
-                    await self._run_chain(ctx, publisher)
+                try:
+                    async with publisher:
+                        self.scan_id = publisher.scan_id
+                        self.key = publisher.key
+                        await self._run_chain(ctx, publisher)
+                except BaseExceptionGroup as group:
+                    raise first_error(group) from None
             else:
                 self._memory = _MemorySink()
                 for channel in self.chain.channels:
