@@ -70,7 +70,7 @@ class Connection(abc.ABC):
         self.max_line = max_line
         self.close_on_timeout = close_on_timeout
         self.logger = logging.getLogger(f"{LOGGER_PREFIX}.{name}")
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # no extra loop turn when uncontended
         self._owner: int | None = None
         self._buffer = bytearray()
         self._open = False
@@ -133,12 +133,11 @@ class Connection(abc.ABC):
     @asynccontextmanager
     async def locked(self) -> AsyncIterator[Connection]:
         """Hold the connection's lock across several calls (re-entrant for this task)."""
-        me = anyio.get_current_task().id
-        if self._owner == me:
-            yield self
+        if self._owner is not None and self._owner == anyio.get_current_task().id:
+            yield self  # re-entered by the task that holds the lock
             return
         async with self._lock:
-            self._owner = me
+            self._owner = anyio.get_current_task().id
             try:
                 yield self
             finally:

@@ -17,12 +17,15 @@ class _SocketConnection(Connection):
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name, **options)
         self._stream: SocketStream | None = None
+        self._peek: tuple[int, int, int] = (0, 0, -1)
 
     async def _connect_stream(self) -> SocketStream:
         raise NotImplementedError
 
     async def _transport_open(self) -> None:
         self._stream = await self._connect_stream()
+        raw = self._stream.extra(SocketAttribute.raw_socket)  # asyncio's TransportSocket
+        self._peek = (raw.family, raw.type, raw.fileno())
 
     async def _transport_send(self, data: bytes) -> None:
         assert self._stream is not None
@@ -45,14 +48,16 @@ class _SocketConnection(Connection):
         # kernel still holds the peer's end-of-stream: peek at it without consuming anything.
         if self._stream is None:
             return True
-        raw = self._stream.extra(SocketAttribute.raw_socket)  # asyncio's TransportSocket
+        family, kind, fd = self._peek
+        sock = socket.socket(family, kind, fileno=fd)  # a view on asyncio's socket, no dup
         try:
-            with socket.fromfd(raw.fileno(), raw.family, raw.type) as sock:  # a dup: no recv
-                data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
             return True
+        finally:
+            sock.detach()  # the fd stays asyncio's
         return data == b""
 
 
