@@ -104,7 +104,7 @@ class _Entry:
     payload: bytes
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _ChannelState:
     spec: ChannelSpec
     key: str
@@ -119,13 +119,9 @@ class _ChannelState:
     seal_sent: bool = False
     # Sent (or in flight) and not acknowledged on disk: republished after a Redis restart.
     retained: collections.deque[_Entry] = dataclasses.field(default_factory=collections.deque)
-    # Every entry still in Redis (index, n, bytes): to trim written data by XTRIM MINID.
-    in_redis: collections.deque[tuple[int, int, int]] = dataclasses.field(
-        default_factory=collections.deque
-    )
-    in_redis_written_bytes: int = 0
     acked: int = 0
-    trim_to: str | None = None  # an XTRIM MINID to send
+    trim_target: int | None = None  # trim written points before this index (XTRIM MINID)
+    trimmed_to: int = 0  # the stream starts at the entry holding this index
 
     @property
     def published(self) -> int:
@@ -662,6 +658,7 @@ class ScanPublisher:
         error."""
         hold_data = self._memory_full_flag
         now_ = anyio.current_time()
+        trims = await self._trim_points()
         check = (
             self._check_due or self._closing or now_ - self._last_check >= self.options.ack_interval
         )
@@ -693,8 +690,8 @@ class ScanPublisher:
                 commands.append((b"XADD", ch.key, entry_id, b"end", ch.end_length))
                 stream_adds.append((ch.key, entry_id))
                 seals.append(ch)
-            if ch.trim_to is not None:
-                commands.append((b"XTRIM", ch.key, b"MINID", ch.trim_to))
+            if ch in trims:
+                commands.append((b"XTRIM", ch.key, b"MINID", trims[ch]))
                 stream_adds.append(None)
         sent_fields = {f: self._hash[f] for f in self._hash_dirty}
         if sent_fields:
@@ -754,8 +751,9 @@ class ScanPublisher:
             self._confirm(ch, entries)
         for ch in seals:
             ch.seal_sent = True
-        for ch in self._channels.values():
-            ch.trim_to = None
+        for ch, minid in trims.items():
+            ch.trim_target = None
+            ch.trimmed_to = max(ch.trimmed_to, keys.entry_index(minid))
         for field, value in sent_fields.items():
             if self._hash[field] == value:
                 self._hash_dirty.discard(field)
@@ -778,6 +776,20 @@ class ScanPublisher:
             self._set_status("ok")
         self._memory_full_flag = full
         return memory_state if isinstance(memory_state, bytes) else None
+
+    async def _trim_points(self) -> dict[_ChannelState, str]:
+        """The MINID of each channel to trim: the entry holding its target point (never past
+        it: an entry also holding unwritten points must stay)."""
+        trims: dict[_ChannelState, str] = {}
+        for ch in self._channels.values():
+            if ch.trim_target is None:
+                continue
+            holder: Any = await self._redis.xrevrange(ch.key, keys.entry_id(ch.trim_target), "-", 1)
+            if holder and keys.entry_index(holder[0][0]) > ch.trimmed_to:
+                trims[ch] = _text(holder[0][0])
+            else:
+                ch.trim_target = None
+        return trims
 
     async def _execute(self, commands: list[tuple[bytes | str | int, ...]]) -> list[Any]:
         """Send the commands in one write on one connection; replies in order, a
@@ -852,7 +864,6 @@ class ScanPublisher:
             size = len(entry.payload)
             self._buffered -= size
             ch.pending_index = entry.index + entry.n
-            ch.in_redis.append((entry.index, entry.n, size))
             if entry.index + entry.n > ch.acked:
                 ch.retained.append(entry)
                 self._retained_bytes += size
@@ -897,22 +908,11 @@ class ScanPublisher:
                 self._retained_bytes -= len(ch.retained.popleft().payload)
             if keep is None:
                 continue
-            written = 0
-            for index, n, size in ch.in_redis:
-                if index + n > acked:
-                    break
-                written += size
-            trimmed = False
-            while ch.in_redis and written > keep:
-                index, n, size = ch.in_redis[0]
-                if index + n > acked:
-                    break
-                ch.in_redis.popleft()
-                written -= size
-                trimmed = True
-            if trimmed:
-                first = ch.in_redis[0][0] if ch.in_redis else ch.pending_index
-                ch.trim_to = keys.entry_id(first)
+            point_bytes = max(1, ch.dtype.itemsize * int(np.prod(ch.spec.shape, dtype=int)))
+            keep_points = max(1, keep // point_bytes)
+            target = acked - keep_points
+            if target > ch.trimmed_to + max(1, keep_points // 4):  # not for every ack
+                ch.trim_target = target
 
     async def _restore(self) -> None:
         """Redis lost the scan (restart, flush): rewrite it from memory, in one transaction.
@@ -943,7 +943,6 @@ class ScanPublisher:
                 if ch.seal_sent:
                     assert ch.end_length is not None
                     pipe.xadd(ch.key, {"end": ch.end_length}, id=keys.entry_id(ch.end_length))
-                ch.in_redis = collections.deque((e.index, e.n, len(e.payload)) for e in ch.retained)
             if self._expire_sent and self._expire_ttl is not None:
                 for key in self._scan_keys():
                     pipe.expire(key, self._expire_ttl)
