@@ -645,7 +645,7 @@ def _replaced(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
     return copy
 
 
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(tree=_trees, data=st.data())
 def test_a_dangling_reference_anywhere_is_located_exactly(tmp_path_factory, tree, data):
     """Whatever the nesting, the error names the field path and the line of the reference."""
@@ -668,7 +668,7 @@ def test_a_dangling_reference_anywhere_is_located_exactly(tmp_path_factory, tree
     assert "reference '$nobody_here' names no object" in error.problem
 
 
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(tree=_trees)
 def test_plain_values_come_through_unchanged(tmp_path_factory, tree):
     from ruamel.yaml import YAML
@@ -687,3 +687,12 @@ def _replaced_dollars(tree: Any) -> Any:
     if isinstance(tree, list):
         return [_replaced_dollars(v) for v in tree]
     return tree[1:] if isinstance(tree, str) and tree.startswith("$$") else tree
+
+
+def test_a_reference_to_section_data_says_it_has_no_class(write_config, config_dir):
+    write_config("s.yml", "sessions:\n  - name: demo\n")
+    write_config("g.yml", f"name: g\nclass: {HERE}:Group\nmembers: [$demo]\n")
+    error = the_error(Config(config_dir), "g")
+    assert (error.field, error.line) == ("members[0]", 3)
+    assert "reference '$demo' names no object: 'demo' (" in str(error)
+    assert "s.yml:2) has no class" in str(error)

@@ -223,9 +223,14 @@ class Config:
                 error = self._unknown(name)
                 if referrer is not None:
                     source, path = referrer
+                    if name in self._tree.not_objects:
+                        why = f": {name!r} ({error.location}) has no class"
+                    elif "did you mean" in error.problem:
+                        why = f": {error.problem}"
+                    else:
+                        why = ""
                     error = ConfigError(
-                        f"reference '${name}' names no object"
-                        + (f": {error.problem}" if "did you mean" in error.problem else ""),
+                        f"reference '${name}' names no object{why}",
                         location=source.location_of(path),
                         object=source.name,
                         field=field_path(path) or None,
