@@ -201,3 +201,15 @@ async def test_bad_device_reader_sees_every_packet_when_served(bad_device):
         await bad.close()
     assert dropped == 0 and bad.gaps == 0
     assert bad.received == produced
+
+
+async def test_a_cancelled_request_never_leaves_its_reply_to_the_next_one(sims, devices):
+    import anyio
+
+    scaler = devices["scaler"]
+    await sims.fault("scaler", "slow", delay=0.3)
+    with anyio.move_on_after(0.05):
+        await scaler.client.ask("?CHAN")  # sent, cancelled before its reply
+    await sims.fault("scaler", "none")
+    await anyio.sleep(0.4)  # no event tells when the late reply is sent: give it its 0.3 s
+    assert (await scaler.client.ask("*IDN?")).startswith("SIMSCALER")

@@ -8,7 +8,11 @@ and unexpected replies into :class:`blissng.comm.ProtocolError`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+import anyio
 
 from blissng.comm import Connection, DeviceError, ProtocolError, connection_from_url
 
@@ -65,8 +69,31 @@ class SimClient:
 
     async def ask(self, command: str) -> str:
         """Send ``command``, return its reply line; ``ERR`` replies raise."""
-        reply = await self.conn.write_readline(command)
+        conn = self.conn
+        try:
+            reply = await conn.write_readline(command)
+        except anyio.get_cancelled_exc_class():
+            await self._abandon(conn)
+            raise
         return self.check(reply, command)
+
+    @contextlib.asynccontextmanager
+    async def exchange(self) -> AsyncIterator[Connection]:
+        """The locked connection, for a request whose reply spans several reads."""
+        conn = self.conn
+        try:
+            async with conn.locked():
+                yield conn
+        except anyio.get_cancelled_exc_class():
+            await self._abandon(conn)
+            raise
+
+    @staticmethod
+    async def _abandon(conn: Connection) -> None:
+        """A request was cancelled after it was sent: its reply may still come and must not
+        be taken for the next request's, so the connection is closed (reopened on next use)."""
+        with anyio.CancelScope(shield=True):
+            await conn.close()
 
     def check(self, reply: str, command: str) -> str:
         if reply.startswith("ERR"):

@@ -178,8 +178,7 @@ class SimMca(SimAcquisitionMixin, Mca):
 
     async def hw_fetch_spectra(self) -> np.ndarray:
         command = f"READ {READ_MAX}"
-        conn = self.client.conn
-        async with conn.locked():
+        async with self.client.exchange() as conn:
             header = self.client.check(await conn.write_readline(command), command)
             fields = header.split()
             if len(fields) != 4 or fields[0] != "DATA" or fields[3] != "u4":

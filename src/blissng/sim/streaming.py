@@ -66,8 +66,7 @@ class SimGoodDevice(CounterController):
     async def read_points(self, max_points: int = READ_MAX) -> np.ndarray:
         """Every buffered point (up to ``max_points``), in one request."""
         command = f"READ {max_points}"
-        conn = self.client.conn
-        async with conn.locked():
+        async with self.client.exchange() as conn:
             header = self.client.check(await conn.write_readline(command), command)
             fields = header.split()
             if len(fields) != 3 or fields[0] != "DATA" or fields[2] != "f8":
@@ -160,8 +159,7 @@ class SimBadDevice:
 
     async def stop(self) -> tuple[int, int]:
         """Stop streaming; ``(produced, dropped)`` as the device counted them."""
-        conn = self.client.conn
-        async with conn.locked():
+        async with self.client.exchange() as conn:
             await conn.write("STOP")
             while True:  # packets still in flight come before the END line
                 line = await conn.readline()
