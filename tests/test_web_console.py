@@ -40,7 +40,10 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("web")
     hub = ShellHub(log_dir=base / "logs", max_consoles=64)
     sessions = [
-        SimpleSession("s1", {"term_size": _terminal_size, "info_obj": Info()}),
+        SimpleSession(
+            "s1",
+            {"term_size": _terminal_size, "info_obj": Info(), "unique_completion_target": 41},
+        ),
         SimpleSession("s2", {}),
     ]
     security = WebSecurity(token=TOKEN, allowed_origins=frozenset({"http://gui.example.org"}))
@@ -225,3 +228,13 @@ def test_session_log_has_commands_and_output(web: dict[str, Any]) -> None:
         time.sleep(0.05)
     text = log.read_text()
     assert ">>> print('logged-' + 'output')" in text
+
+
+def test_tab_completes_names_of_the_namespace(server: ServerThread) -> None:
+    with open_console(server) as tab:
+        tab.expect(r"s1 \[\d+\]: ")
+        tab.type("unique_compl")
+        tab.expect("unique_completion_target")  # the menu pops up after a pause in typing
+        tab.type("\t")
+        assert "Out [" in tab.run(" + 1")
+        assert "42" in tab.text

@@ -47,6 +47,7 @@ from ptpython.repl import PythonRepl, ReplExit
 from ptpython.utils import unindent_code
 
 from .builtins import ErrorInfo, current_console
+from .completion import pause_before_jedi
 from .feed import TerminalFeed
 from .interrupt import CommandInterrupted, ThreadInterrupter, current_interrupter
 from .output import install_output_router, output_to
@@ -234,6 +235,10 @@ class Console:
         repl.all_prompt_styles["blissng"] = SessionPrompt(self)
         repl.prompt_style = "blissng"
         repl.title = f"blissng {self.session_name}"
+        # Draw a keystroke's echo at once: prompt_toolkit otherwise waits up to 10 ms for an
+        # idle loop, which a server running scans never is (benchmarks/echo_latency.py).
+        repl.app.max_render_postpone_time = 0
+        pause_before_jedi(repl)  # Jedi on every keystroke would hold the GIL for all tabs
         return repl
 
     async def _repl_loop(self) -> None:
