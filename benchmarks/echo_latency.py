@@ -23,13 +23,13 @@ from pathlib import Path
 
 os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
 
-from blissng.config import Config  # noqa: E402
-from blissng.redisdb import start_redis  # noqa: E402
-from blissng.session import Session  # noqa: E402
-from blissng.shell.consoles import ShellHub  # noqa: E402
-from blissng.web.app import create_app  # noqa: E402
-from blissng.web.security import WebSecurity  # noqa: E402
-from blissng.web.testing import ConsoleClient, ServerThread  # noqa: E402
+from blissng.config import Config
+from blissng.redisdb import start_redis
+from blissng.session import Session
+from blissng.shell.consoles import ShellHub
+from blissng.web.app import create_app
+from blissng.web.security import WebSecurity
+from blissng.web.testing import ConsoleClient, ServerThread
 
 TABS = 10
 KEYS = 400
@@ -55,7 +55,7 @@ CONFIG = """
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def drain(client: ConsoleClient, stop: threading.Event) -> None:
