@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 from blissng.acquisition.channels import Channel, ChannelSpec
 from blissng.data import (
     DataMemoryFull,
+    DataPublishError,
     MemoryGuard,
     PublisherOptions,
     Retention,
@@ -201,3 +202,35 @@ async def test_memory_guard_trims_written_data_and_refuses_new_scans(tmp_path, c
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_memory_guard_runs_as_a_task(redis_urls):
+    """The server runs the guard in its task group; it publishes its status for displays."""
+    client = aredis.Redis.from_url(redis_urls.data)
+    try:
+        guard = MemoryGuard(redis_urls.data, threshold=0.8, interval=0.01, max_bytes=2**40)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(guard.run)
+            with anyio.fail_after(10):
+                while not await client.exists("blissng:memory"):
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        status = await client.hgetall("blissng:memory")
+        assert status[b"state"] == b"ok"
+        assert int(status[b"max"]) in (2**40, 512 * 2**20)  # Redis's maxmemory wins if set
+        assert guard.status is not None and guard.status.state == "ok"
+        await check_can_start_scan(client)
+        with pytest.raises(ValueError, match="threshold"):
+            MemoryGuard(client, threshold=1.5)
+    finally:
+        await client.aclose()
+
+
+async def test_a_scan_id_is_unique(redis_urls):
+    document = doc(5)
+    async with ScanPublisher(redis_urls.data, document, [ChannelSpec("x", "float64")]) as pub:
+        await pub.close()
+    again = ScanDocument(session="demo", number=5, name="ascan", id=document.id)
+    with pytest.raises(DataPublishError, match="already exists"):
+        async with ScanPublisher(redis_urls.data, again, [ChannelSpec("x", "float64")]):
+            pass
