@@ -114,3 +114,37 @@ async def serve_web(
                 with anyio.move_on_after(10):
                     await finished.wait()
                 server.force_exit = True
+
+
+def add_web_options(parser: Any) -> None:
+    """``--host``, ``--port``, ``--allow-origin``, ``--allow-host`` for ``serve``/``demo``."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address of the web shell (default 127.0.0.1; anything else warns loudly)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"its port (default {DEFAULT_PORT}; 0: any)"
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a web GUI allowed to embed the consoles (repeatable), e.g. https://gui.example.org",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name this server is reached by besides localhost (repeatable; '*': any)",
+    )
+
+
+def security_from_args(args: Any) -> WebSecurity:
+    return WebSecurity.create(
+        token=os.environ.get("BLISSNG_TOKEN") or None,
+        allowed_origins=getattr(args, "allow_origin", ()) or (),
+        allowed_hosts=getattr(args, "allow_host", ()) or (),
+    )
