@@ -80,6 +80,7 @@ async def test_a_scan_triggers_the_demo_fit_which_finds_the_peak(ctx, redis_urls
     try:
         doc = await read_job(client, job.id)
         assert doc is not None and doc["scan"] == scan.key and doc["state"] == "succeeded"
+        assert doc["inputs"] == {"scan": scan.key, "redis_url": redis_urls.data}
         assert doc["result"]["position"] == pytest.approx(result["position"])
     finally:
         await client.aclose()

@@ -64,6 +64,15 @@ def summarize(value: Any, depth: int = 0) -> Any:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
+def _input_name(item: Mapping[str, Any]) -> str:
+    """``name`` for the start nodes, ``node.name`` for one node, ``*.name`` for all."""
+    if item.get("id") is not None:
+        return f"{item['id']}.{item.get('name')}"
+    if item.get("all"):
+        return f"*.{item.get('name')}"
+    return str(item.get("name"))
+
+
 def _json(value: Any) -> str:
     text = json.dumps(summarize(value))
     return text if len(text) <= SUMMARY_CHARS else json.dumps(text[:SUMMARY_CHARS] + "…")
@@ -89,7 +98,7 @@ class JobRecorder:
             "state": str(job.state),
             "submitted": repr(job.submitted),
             "timeout": repr(job.timeout) if job.timeout is not None else "",
-            "inputs": _json({i.get("name"): i.get("value") for i in job.inputs}),
+            "inputs": _json({_input_name(i): i.get("value") for i in job.inputs}),
         }
         await self._write(job, fields, index=True)
 
