@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import dataclasses
 import fcntl
 import os
@@ -28,9 +27,10 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
@@ -131,14 +131,27 @@ def check_version(binary: Path) -> tuple[int, int, int]:
 # ---------------------------------------------------------------------------- one server
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM when the parent (thread) dies. Linux only."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel for SIGTERM when the parent (thread) dies; None
+    where there is no ``prctl`` (not Linux).
+
+    ``prctl`` is looked up here, in the parent: between fork and exec the child should do as
+    little as possible (no library search, which may spawn processes).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return preexec
 
 
 def _socket_path(directory: Path, role: str) -> Path:
@@ -263,7 +276,7 @@ def launch_one(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,  # PDEATHSIG: see the module docstring
+        preexec_fn=_die_with_parent(),  # PDEATHSIG: see the module docstring
         start_new_session=True,  # a Ctrl-C at the terminal goes to blissng, which stops Redis
     )
     (directory / "redis.pid").write_text(str(process.pid))
