@@ -14,7 +14,6 @@ be called on the event loop.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 import re
@@ -74,11 +73,6 @@ class ConfigContext:
             object=self.info.name,
             field=field_path(path) or None,
         )
-
-
-@dataclasses.dataclass
-class _Failure:
-    error: ConfigError
 
 
 class Config:
