@@ -125,3 +125,42 @@ def test_standalone_starts_its_own_server() -> None:
         assert shell.wait() == 0
     finally:
         shell.kill()
+
+
+@pytest.mark.timeout(90)
+def test_shell_finds_the_running_server_by_its_connection_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import functools
+    import json
+
+    from anyio.from_thread import start_blocking_portal
+
+    from blissng.web.serve import run_web_shell
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    state_dir = tmp_path / "state" / "blissng" / "lab-server"
+    args = argparse.Namespace(host="127.0.0.1", port=0, allow_origin=[], allow_host=[])
+    with start_blocking_portal() as portal:
+        future, url = portal.start_task(
+            functools.partial(run_web_shell, [SimpleSession("lab")], args=args, state_dir=state_dir)
+        )
+        try:
+            assert "/?token=" in url and url.startswith("http://127.0.0.1:")
+            assert f"web shell: {url}" in capsys.readouterr().out
+            connection = state_dir / "web.json"
+            assert oct(connection.stat().st_mode & 0o777) == "0o600"
+            assert json.loads(connection.read_text())["token"] == url.split("token=")[1]
+            shell = PtyProcess("lab")  # no --url: found through the connection file
+            try:
+                shell.expect("lab [1]:")
+                shell.send("'found-' + 'server'\r")
+                shell.expect("found-server")
+                shell.send("\x04")
+                assert shell.wait() == 0
+            finally:
+                shell.kill()
+        finally:
+            future.cancel()
+    assert not (state_dir / "web.json").exists()  # removed when the server stops

@@ -22,11 +22,38 @@ import anyio
 from .remote import RemoteShellError, attach
 
 
-def default_connection_file() -> Path:
-    """Where ``blissng serve``/``demo`` write their URL and token (mode 0600)."""
-    state = os.environ.get("BLISSNG_STATE_DIR")
-    base = Path(state) if state else Path.home() / ".local" / "state" / "blissng"
-    return base / "web.json"
+def state_base() -> Path:
+    """Where the servers' state directories are (``$XDG_STATE_HOME/blissng``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "blissng"
+
+
+def find_connection_file() -> Path:
+    """The connection file (URL + token) of the one running server of this user.
+
+    ``blissng serve``/``demo`` write ``STATE_DIR/web.json`` (mode 0600) while they run.
+    """
+    import json
+
+    candidates = []
+    for path in sorted(state_base().glob("*/web.json")):
+        try:
+            pid = int(json.loads(path.read_text()).get("pid", 0))
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue  # unreadable, or left by a server that died
+        candidates.append(path)
+    if not candidates:
+        raise FileNotFoundError(
+            f"no running blissng server found (no live {state_base()}/*/web.json): start one "
+            "with `blissng serve`/`blissng demo`, or give --url and --token"
+        )
+    if len(candidates) > 1:
+        listed = ", ".join(str(p) for p in candidates)
+        raise FileNotFoundError(
+            f"several blissng servers are running ({listed}): choose one with --connection-file"
+        )
+    return candidates[0]
 
 
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
@@ -55,7 +82,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--connection-file",
         type=Path,
         default=None,
-        help=f"default: {default_connection_file()}",
+        help="the server's web.json (default: the one running server's, found under "
+        f"{state_base()})",
     )
     parser.add_argument(
         "--standalone",
@@ -77,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if url is None:
             from blissng.web.serve import read_connection_file
 
-            info = read_connection_file(args.connection_file or default_connection_file())
+            info = read_connection_file(args.connection_file or find_connection_file())
             url, token = info["url"], token or info.get("token")
         return anyio.run(
             lambda: attach(url, args.session, token=token, console=args.console, mode=mode)

@@ -10,14 +10,18 @@ prompt on the beamline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import anyio.to_thread
 import uvicorn
 
 from .security import WebSecurity, is_loopback
@@ -148,3 +152,50 @@ def security_from_args(args: Any) -> WebSecurity:
         allowed_origins=getattr(args, "allow_origin", ()) or (),
         allowed_hosts=getattr(args, "allow_host", ()) or (),
     )
+
+
+async def run_web_shell(
+    sessions: Sequence[Any],
+    *,
+    args: Any,
+    state_dir: Path,
+    data_url: str | None = None,
+    routes: Sequence[Any] = (),
+    hub: Any = None,
+    task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Everything ``blissng serve``/``demo`` need for the web shell, in one task:
+
+    consoles for ``sessions`` (started ``Session`` objects), the app (with the server's
+    ``routes``), uvicorn on ``args.host``/``args.port`` (see :func:`add_web_options`), the
+    connection file ``state_dir/web.json`` for ``blissng shell``, and the URL with its token
+    printed. Reports the URL; runs until cancelled::
+
+        url = await tg.start(functools.partial(run_web_shell, sessions, args=args,
+                                               state_dir=state_dir, data_url=urls.data))
+    """
+    from blissng.shell.consoles import ShellHub
+
+    from .app import create_app, describe
+
+    security = security_from_args(args)
+    hub = hub if hub is not None else ShellHub(log_dir=state_dir / "logs")
+    async with contextlib.AsyncExitStack() as stack:
+        if not hub.running:
+            await stack.enter_async_context(hub)
+        for session in sessions:
+            await hub.add_session(session)
+        app = create_app(hub, security=security, routes=routes, data_url=data_url)
+        host = getattr(args, "host", "127.0.0.1")
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(
+                functools.partial(serve_web, app, host=host, port=getattr(args, "port", 0))
+            )
+            url = describe(security, host, port)
+            local = f"http://127.0.0.1:{port}" if host in ("0.0.0.0", "::") else url.split("/?")[0]
+            connection_file = state_dir / "web.json"
+            await anyio.to_thread.run_sync(write_connection_file, connection_file, local, security)
+            stack.callback(connection_file.unlink, missing_ok=True)
+            print(f"web shell: {url}", flush=True)
+            log.info("web shell on %s (connection file %s)", url.split("?")[0], connection_file)
+            task_status.started(url)
