@@ -310,3 +310,16 @@ async def test_a_cpu_bound_workflow_never_holds_the_event_loop(jobs):
         if any("blissng/workflows" in frame.filename for frame in stall.stack)
     ]
     assert not ours, "\n".join(ours)
+
+
+def test_a_plain_script_uses_a_blocking_job_manager(redis_urls):
+    """No event loop in the caller: the manager runs on one in a thread of its own."""
+    from blissng.workflows import blocking_job_manager
+
+    with blocking_job_manager(redis_urls, session="script") as manager:
+        job = manager.run_job(HYPOT)
+        assert job.result(timeout=60) == {"return_value": 5.0}
+        slow = manager.run_job(SLEEP)
+        with pytest.raises(TimeoutError):
+            slow.result(timeout=0.01)
+    assert slow.state is JobState.CANCELLED  # leaving the block stopped it

@@ -18,7 +18,7 @@ from .errors import (
 )
 from .graphs import LoadedWorkflow, load_workflow, packaged_workflows
 from .job import Job, JobState
-from .manager import JobManager, current_manager, run_job
+from .manager import JobManager, blocking_job_manager, current_manager, run_job
 from .record import list_jobs, read_job
 from .settings import CELERY_DB, WorkflowSettings
 
@@ -37,6 +37,7 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowSettings",
     "WorkflowsNotInstalled",
+    "blocking_job_manager",
     "current_manager",
     "list_jobs",
     "load_workflow",

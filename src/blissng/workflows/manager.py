@@ -14,12 +14,13 @@ terminates the local worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -319,3 +320,20 @@ class JobManager:
         if recorder is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await recorder.finished(job, result, error)
+
+
+@contextlib.contextmanager
+def blocking_job_manager(
+    redis: RedisUrls | None = None,
+    settings: WorkflowSettings | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Iterator[JobManager]:
+    """For plain scripts without an event loop: a :class:`JobManager` running on an event loop
+    in a thread of its own, until the block ends::
+
+        with blocking_job_manager() as jobs:
+            print(jobs.run_job("fit.json", inputs={...}).result(timeout=60))
+    """
+    with anyio.from_thread.start_blocking_portal() as portal:
+        with portal.wrap_async_context_manager(JobManager(redis, settings, **kwargs)) as jobs:
+            yield jobs
