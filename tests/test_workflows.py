@@ -93,6 +93,35 @@ async def test_success_returns_the_workflow_result_and_records_it(jobs, redis_ur
         await client.aclose()
 
 
+async def test_clients_follow_jobs_as_they_come(jobs, redis_urls):
+    from blissng.workflows import follow_jobs
+
+    client = async_client(redis_urls.data)
+    seen: list[tuple[str, str]] = []
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def follow() -> None:
+                async for job_id, state, doc in follow_jobs(client, since="0", session="test"):
+                    assert doc is not None and doc["id"] == job_id
+                    seen.append((job_id, state))
+                    if state == "failed":
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(follow)
+            first = jobs.run_job(HYPOT)
+            await first
+            second = jobs.run_job(FAILING)
+            with pytest.raises(JobFailed):
+                await second
+    finally:
+        await client.aclose()
+    assert seen == [
+        (first.id, "pending"), (first.id, "running"), (first.id, "succeeded"),
+        (second.id, "pending"), (second.id, "running"), (second.id, "failed"),
+    ]  # fmt: skip
+
+
 async def test_inputs_override_default_inputs_and_workers_are_reused(jobs):
     first = jobs.run_job(HYPOT, inputs=[{"id": "hypot", "name": 0, "value": 6.0}])
     assert await first == {"return_value": pytest.approx(7.2111025509)}

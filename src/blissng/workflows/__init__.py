@@ -19,7 +19,7 @@ from .errors import (
 from .graphs import LoadedWorkflow, load_workflow, packaged_workflows
 from .job import Job, JobState
 from .manager import JobManager, blocking_job_manager, current_manager, run_job
-from .record import list_jobs, read_job
+from .record import follow_jobs, list_jobs, read_job
 from .settings import CELERY_DB, WorkflowSettings
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "WorkflowsNotInstalled",
     "blocking_job_manager",
     "current_manager",
+    "follow_jobs",
     "list_jobs",
     "load_workflow",
     "packaged_workflows",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import redis.asyncio as aredis
@@ -180,3 +180,21 @@ async def list_jobs(client: aredis.Redis, limit: int = 50) -> list[dict[str, Any
         if doc is not None:
             docs.append(doc)
     return docs
+
+
+async def follow_jobs(
+    client: aredis.Redis, *, since: str = "$", session: str | None = None, block: float = 1.0
+) -> AsyncIterator[tuple[str, str, dict[str, Any] | None]]:
+    """``(job id, state, document)`` for each state change from now on (``since="0"``: also
+    the ones still in the stream), of one session or all. The document is read at that moment
+    (``None`` once expired). Ends only when cancelled."""
+    last = since
+    while True:
+        found: Any = await client.xread({STREAM_KEY: last}, block=int(block * 1000))
+        for _key, entries in found:
+            for entry_id, fields in entries:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                entry = _decode(fields)
+                if session is not None and entry.get("session") != session:
+                    continue
+                yield entry["id"], entry["state"], await read_job(client, entry["id"])
