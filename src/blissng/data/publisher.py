@@ -204,6 +204,7 @@ class ScanPublisher:
         self._open = False
         self._memory_full_flag = False
         self._flush_lock = anyio.Lock()
+        self._buffer_limit = self.options.buffer_bytes
         self._woken = False
         self._last_flush = -1e9
         self._check_due = True
@@ -430,7 +431,7 @@ class ScanPublisher:
                 f"scan {self.scan_id}: channel {spec.name!r} got a batch at index {index}, "
                 f"expected {ch.next_index} (points must arrive in order, without gap)"
             )
-        if batch.dtype != ch.dtype:
+        if batch.dtype is not ch.dtype and batch.dtype != ch.dtype:
             if ch.spec.kind == "reference" and batch.dtype.itemsize == ch.dtype.itemsize:
                 batch = batch.view(ch.dtype)
             else:
@@ -442,7 +443,7 @@ class ScanPublisher:
         if not self._woken:
             self._woken = True
             self._wake.set()
-        if self._buffered > self.options.buffer_bytes:
+        if self._buffered > self._buffer_limit:
             await self._wait_for_room()
 
     async def end(self, spec: ChannelSpec, length: int) -> None:
