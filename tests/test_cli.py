@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import psutil
 import pytest
 import redis
@@ -454,3 +455,43 @@ def test_the_shipped_demo_configuration_is_valid(env):
     result = run("check", "--config", str(blissng.demo.config_dir()), env=env)
     assert result.returncode == 0, result.stdout
     assert " 0 problems" in result.stderr
+
+
+# ---------------------------------------------------------------------------- in process
+
+
+class Device:
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.connected = self.closed = False
+
+    async def _act(self) -> None:
+        if self.behaviour == "fails":
+            raise OSError("no route to host")
+        if self.behaviour == "hangs":
+            await anyio.sleep_forever()
+
+    async def connect(self) -> None:
+        await self._act()
+        self.connected = True
+
+    async def close(self) -> None:
+        await self._act()
+        self.closed = True
+
+
+@pytest.mark.anyio
+async def test_a_failing_or_hanging_device_never_blocks_the_others(caplog):
+    from blissng.cli import close_objects, connect_objects
+
+    objects = {name: Device(name) for name in ("good", "fails", "hangs")}
+    objects["a_class"] = Device  # classes (not instances) are left alone
+    with anyio.fail_after(20):
+        await connect_objects(objects, timeout=0.3)
+        await close_objects(objects, timeout=0.3)
+    assert objects["good"].connected and objects["good"].closed
+    messages = [r.getMessage() for r in caplog.records]
+    assert "fails: connect() failed: OSError: no route to host" in messages
+    assert "hangs: connect() did not finish within 0.3 s" in messages
+    assert "fails: close() failed: OSError: no route to host" in messages
+    assert "hangs: close() did not finish within 0.3 s" in messages

@@ -443,19 +443,26 @@ async def connect_objects(objects: dict[str, Any], timeout: float = CONNECT_TIME
 
 
 async def close_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> None:
-    """``await obj.close()`` where there is one, shielded, each with a timeout."""
+    """``await obj.close()`` where there is one: shielded, concurrently, each with a timeout
+    (so stopping takes at most ``timeout`` whatever the devices do)."""
+
+    async def close(name: str, method: Callable[[], Any]) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                result = method()
+                if hasattr(result, "__await__"):
+                    await result
+        except TimeoutError:
+            log.error("%s: close() did not finish within %.1f s", name, timeout)
+        except Exception as exc:
+            log.error("%s: close() failed: %s: %s", name, type(exc).__name__, exc)
+
     with anyio.CancelScope(shield=True):
-        for name, obj in objects.items():
-            close = getattr(obj, "close", None)
-            if not callable(close):
-                continue
-            try:
-                with anyio.fail_after(timeout):
-                    result = close()
-                    if hasattr(result, "__await__"):
-                        await result
-            except Exception as exc:
-                log.error("%s: close() failed: %s: %s", name, type(exc).__name__, exc)
+        async with anyio.create_task_group() as tg:
+            for name, obj in objects.items():
+                method = getattr(obj, "close", None)
+                if callable(method) and not isinstance(obj, type):
+                    tg.start_soon(close, name, method)
 
 
 async def _on_signals(
