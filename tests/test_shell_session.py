@@ -114,10 +114,15 @@ def test_page_reload_does_not_abort_the_scan(served: ServerThread) -> None:
 @pytest.mark.timeout(120)
 def test_wa_and_friendly_scan_errors(served: ServerThread) -> None:
     with open_console(served) as tab:
+        out = tab.run("umv(m1, 1.5)", timeout=30)
+        assert "m1" in out and "1.5" in out  # the live positions line, final value
         out = tab.run("wa()", timeout=30)
-        assert "m1" in out and "m2" in out
+        assert "m1" in out and "m2" in out and "1.5" in out
         out = tab.run("ascan(m1, 0, 1, 2, 0.01, 'not a counter')", timeout=30)
         assert "!!! ===" in out and "last_error()" in out and "Traceback" not in out
+        out = tab.run("last_error()", timeout=30)
+        assert 'File "<stdin>"' in out
+        assert "anyio" not in out.split("Traceback", 1)[1].split("<stdin>")[0]
 
 
 @pytest.mark.timeout(120)

@@ -28,6 +28,22 @@ current_console: contextvars.ContextVar[Console | None] = contextvars.ContextVar
 ErrorInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
+def make_last_error(fallback: Any = None) -> Any:
+    """``last_error()`` for a namespace: this console's errors; elsewhere (a command run
+    through the server's API) the session's own ``last_error`` when it has one."""
+
+    def last_error_(index: int = -1) -> None:
+        console = current_console.get()
+        if (console is None or not console.errors) and callable(fallback):
+            fallback()
+            return
+        last_error(index)
+
+    last_error_.__doc__ = last_error.__doc__
+    last_error_.__name__ = "last_error"
+    return last_error_
+
+
 def last_error(index: int = -1) -> None:
     """Print the full traceback of the last error of this console (one line was shown)."""
     console = current_console.get()
@@ -38,7 +54,17 @@ def last_error(index: int = -1) -> None:
         print("no error yet in this console")
         return
     etype, value, tb = console.errors[index]
-    print("".join(traceback.format_exception(etype, value, tb)), end="")
+    print("".join(traceback.format_exception(etype, value, _from_user_code(tb))), end="")
+
+
+def _from_user_code(tb: TracebackType | None) -> TracebackType | None:
+    """Drop the console's own frames (anyio, the worker thread) before the typed code."""
+    first = tb
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<stdin>":
+            return tb
+        tb = tb.tb_next
+    return first
 
 
 def console_input(prompt: object = "") -> str:

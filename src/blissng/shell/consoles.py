@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 from prompt_toolkit.history import InMemoryHistory
 
-from .builtins import console_builtins
+from .builtins import console_builtins, make_last_error
 from .console import Console
 from .interrupt import install_interruptible_sleep
 from .log import SessionLog
@@ -70,6 +70,9 @@ class SessionConsoles:
         self._scope = anyio.CancelScope()
         for name, value in console_builtins().items():
             session.namespace.setdefault(name, value)
+        # One error line per console, its traceback on demand: this console's, not the
+        # session's last one (the session's stays reachable outside consoles).
+        session.namespace["last_error"] = make_last_error(session.namespace.get("last_error"))
 
     def __repr__(self) -> str:
         return f"<SessionConsoles {self.name!r}: {len(self._consoles)} consoles>"
