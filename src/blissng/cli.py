@@ -132,7 +132,8 @@ def _runtime_options(parser: argparse.ArgumentParser, default_state: str) -> Non
     parser.add_argument(
         "--headless",
         action="store_true",
-        help="no local shell even on a terminal: run until SIGTERM/SIGINT",
+        help="no local shell even on a terminal: run until SIGTERM/SIGINT (the default when "
+        "standard input or output is not a terminal)",
     )
 
 
@@ -316,7 +317,7 @@ Extras = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
 def _serve(
     args: argparse.Namespace, config_dir: Path, state_dir: Path, extras: Extras | None = None
 ) -> int:
-    interactive = sys.stdin.isatty() and not args.headless
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
     code = 0
