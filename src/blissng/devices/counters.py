@@ -148,12 +148,8 @@ class CounterController:
         self._pending = []
         counters = self.counters
         if self._all_float_scalars:
-            if len(pending) == 1:  # the step-scan hot path: views of one row
-                row = np.array(pending[0], dtype=np.float64)
-                data = {name: row[i : i + 1] for i, name in enumerate(self._names)}
-            else:
-                table = np.array(pending, dtype=np.float64)
-                data = {name: table[:, i] for i, name in enumerate(self._names)}
+            # the step-scan hot path: one array, a column view per counter
+            data = dict(zip(self._names, np.array(pending, dtype=np.float64).T, strict=True))
         else:
             data = {
                 c.name: np.array([row[i] for row in pending], dtype=c.dtype)
