@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -207,6 +208,7 @@ class Axis:
         self._position_callbacks: list[PositionCallback] = []
         self._state_callbacks: list[StateCallback] = []
         self.position_mismatch: str | None = None
+        self._persisted_dial: float | None = None
         # Anything the controller wants to keep per axis (a channel number, a parsed reply).
         self.controller_data: dict[str, Any] = {}
 
@@ -321,6 +323,7 @@ class Axis:
             values = await self._store.load()
             self._apply(values)
             stored_dial = values.dial_position
+            self._persisted_dial = stored_dial
         else:
             stored_dial = None
         await controller.set_velocity(self, self._velocity * abs(self.steps_per_unit))
@@ -348,8 +351,12 @@ class Axis:
         await self._persist_dial()
 
     async def _persist_dial(self) -> None:
-        if self._store is not None:
-            await self._store.set(dial_position=self._dial)
+        """Store the dial position after a motion: one HSET (the move's hot path, so without
+        the validation of ``ObjectSettings.set``: a float needs none)."""
+        store = self._store
+        if store is not None and self._persisted_dial != self._dial:
+            await store.store.redis.hset(store.key, "dial_position", json.dumps(self._dial))
+            self._persisted_dial = self._dial
 
     async def _ensure_connected(self) -> None:
         if not self._connected:

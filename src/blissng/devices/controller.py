@@ -134,9 +134,9 @@ class AxisController:
             await self.initialize()
             for axis in self.axes.values():
                 await self.initialize_axis(axis)
-            self._connected = True
             for axis in self.axes.values():
                 await axis._startup()
+            self._connected = True  # only once every axis is ready: a failure retries all
 
     async def close(self) -> None:
         if self._connected:
