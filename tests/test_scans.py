@@ -170,6 +170,8 @@ async def test_counting_commands(dev, ctx) -> None:
     scan = await ct(0.01, dev.sim)
     assert scan.save is False and len(await scan.get_data("diode")) == 1
     assert (await sct(0, dev.sim)).save is True
+    scan = await ct(dev.sim, run=False)  # ct(diode): 1 s on it
+    assert scan.chain.top.count_time == 1.0 and "sim:diode" in scan.channels
     scan = await loopscan(5, 0.002, dev.sim, sleep_time=0.001)
     elapsed = await scan.get_data("elapsed_time")
     assert len(elapsed) == 5 and np.all(np.diff(elapsed) >= 0.003 * 0.99)

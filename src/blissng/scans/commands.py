@@ -256,9 +256,18 @@ def _ranges(motors: Sequence[Any], starts: Sequence[float], stops: Sequence[floa
 # ---------------------------------------------------------------------------- counting
 
 
+def _leading_counter(count_time: Any, counters: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """``ct(diode)``: a counter given where the count time goes means 1 s on it."""
+    if hasattr(count_time, "name") and not isinstance(count_time, (int, float)):
+        return 1.0, (count_time, *counters)
+    return count_time, counters
+
+
 @command
 async def ct(count_time: float = 1.0, *counters: Any, **kw: Any) -> Scan:
-    """Count once for ``count_time`` s; not saved (use ``sct`` to save)."""
+    """Count once for ``count_time`` s; not saved (use ``sct`` to save). ``ct(diode)``
+    counts 1 s."""
+    count_time, counters = _leading_counter(count_time, counters)
     count_time = _count_time(count_time, "ct")
     _check_keywords(kw, "ct")
     chain = build_chain(_counters(counters, "ct"), count_time, 1, sleep_time=0.0)
@@ -269,6 +278,7 @@ async def ct(count_time: float = 1.0, *counters: Any, **kw: Any) -> Scan:
 @command
 async def sct(count_time: float = 1.0, *counters: Any, **kw: Any) -> Scan:
     """Count once and save."""
+    count_time, counters = _leading_counter(count_time, counters)
     count_time = _count_time(count_time, "sct")
     _check_keywords(kw, "sct")
     chain = build_chain(_counters(counters, "sct"), count_time, 1)
