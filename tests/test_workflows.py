@@ -209,7 +209,7 @@ async def test_result_refuses_to_block_the_event_loop(jobs):
     await job
 
 
-async def test_workflows_from_files_names_and_the_configuration(jobs, tmp_path: Path):
+async def test_workflows_from_files_names_and_the_configuration(jobs, tmp_path: Path, redis_urls):
     (tmp_path / "hypot.json").write_text(json.dumps(HYPOT))
     (tmp_path / "hypot.yml").write_text(
         "graph: {id: yaml_hypot}\nnodes:\n  - id: h\n    task_type: method\n"
@@ -224,6 +224,12 @@ async def test_workflows_from_files_names_and_the_configuration(jobs, tmp_path: 
     with pytest.raises(WorkflowNotFound, match="nothere.json not found"):
         await missing
     assert missing.state is JobState.FAILED
+    client = async_client(redis_urls.data)
+    try:
+        doc = await read_job(client, missing.id)
+        assert doc is not None and doc["state"] == "failed" and "not found" in doc["error"]
+    finally:
+        await client.aclose()
     with pytest.raises(WorkflowNotFound, match="no workflow named 'fit'.*fit_peak"):
         await jobs.run_job("fit")
     # ... in a worker thread (console code) it raises at once; a bad dict does everywhere.

@@ -254,26 +254,12 @@ class JobManager:
     # ------------------------------------------------------------------ driving
 
     async def _drive(self, job: Job) -> None:
-        """Run one job to its end; record every transition; never raise into the task group."""
+        """Run one job to its end; record every transition; never raise into the task group
+        (except the manager's own cancellation, after finishing the job as cancelled)."""
         recorder = self._recorder
-        if job._deferred is not None:
-            workflow, inputs = job._deferred
-            job._deferred = None
-            try:
-                job.workflow = await anyio.to_thread.run_sync(
-                    load_workflow, workflow, self.settings.graphs, self.config_dir
-                )
-                job.inputs = normalize_inputs(inputs, job.workflow.graph)
-            except WorkflowError as exc:
-                job._finish(JobState.FAILED, None, exc)
-                if recorder is not None:
-                    await recorder.submitted(job)
-                    await recorder.finished(job, None, exc)
-                return
-        if recorder is not None:
-            await recorder.submitted(job)
         state, result = JobState.FAILED, None
-        error: JobError | None = None
+        error: BaseException | None = None
+        recorded: list[bool] = []  # the submitted document was written
 
         async def started(pid: int | None, worker: str | None = None) -> None:
             job._set_running(pid, worker or job.executor)
@@ -281,6 +267,16 @@ class JobManager:
                 await recorder.running(job)
 
         async def run() -> Any:
+            if job._deferred is not None:
+                workflow, inputs = job._deferred
+                job._deferred = None
+                job.workflow = await anyio.to_thread.run_sync(
+                    load_workflow, workflow, self.settings.graphs, self.config_dir
+                )
+                job.inputs = normalize_inputs(inputs, job.workflow.graph)
+            if recorder is not None:
+                await recorder.submitted(job)
+                recorded.append(True)
             executor = self._executor(job.executor)
             return await executor.run(job.id, job.workflow.graph, job.inputs, started)
 
@@ -304,7 +300,7 @@ class JobManager:
             state, error = JobState.TIMED_OUT, exc
         except JobCancelled as exc:
             state, error = JobState.CANCELLED, exc
-        except JobError as exc:
+        except (JobError, WorkflowError) as exc:  # a task failed; a workflow file not found
             state, error = JobState.FAILED, exc
         except Exception as exc:
             log.exception("job %s: executor error", job.id)
@@ -314,11 +310,15 @@ class JobManager:
             job._finish(JobState.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled"))
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 if recorder is not None:
+                    if not recorded:
+                        await recorder.submitted(job)
                     await recorder.finished(job, None, job.exception())
             raise
         job._finish(state, result, error)
         if recorder is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                if not recorded:
+                    await recorder.submitted(job)  # failed before its document was written
                 await recorder.finished(job, result, error)
 
 
