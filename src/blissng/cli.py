@@ -359,11 +359,12 @@ async def run_main(
 
         settings_client = async_client(stack.urls.settings)
         objects: dict[str, Any] = {}
-        extras_up, release_extras = anyio.Event(), anyio.Event()
+        extras_up, release_extras, extras_down = anyio.Event(), anyio.Event(), anyio.Event()
         if extras is not None:  # started while the configuration loads (simulators are slow)
-            tg.start_soon(_hold, extras, extras_up, release_extras, started)
+            tg.start_soon(_hold, extras, extras_up, release_extras, extras_down, started)
         else:
             extras_up.set()
+            extras_down.set()
         try:
             async with contextlib.AsyncExitStack() as resources:
                 resources.callback(release_extras.set)  # after the objects are closed
@@ -397,16 +398,26 @@ async def run_main(
         finally:
             with anyio.CancelScope(shield=True):
                 await settings_client.aclose()
+        await extras_down.wait()  # the extras stop in their own time, not cancelled
         tg.cancel_scope.cancel()
     return 1 if failures else 0
 
 
-async def _hold(extras: Extras, entered: anyio.Event, release: anyio.Event, started: float) -> None:
+async def _hold(
+    extras: Extras,
+    entered: anyio.Event,
+    release: anyio.Event,
+    done: anyio.Event,
+    started: float,
+) -> None:
     """Enter ``extras()``, say so, and leave it only when released."""
-    async with extras():
-        log.debug("extras started in %.3f s", time.perf_counter() - started)
-        entered.set()
-        await release.wait()
+    try:
+        async with extras():
+            log.debug("extras started in %.3f s", time.perf_counter() - started)
+            entered.set()
+            await release.wait()
+    finally:
+        done.set()
 
 
 def _since_process_start() -> float:
