@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from blissng.acquisition import ScanAborted
 from blissng.config import Config
 from blissng.data import DataStore
 from blissng.redisdb import RedisUrls, async_client
@@ -142,6 +143,14 @@ async def test_cancelled_scan_is_marked_aborted_in_redis(ctx, redis_urls) -> Non
         assert view.state == "closed" and view.end_reason == "aborted"
     positions = await scan.get_data("m1")
     assert 2 <= len(positions) < 1000
+    # scan.abort() (a GUI's stop button) ends it the same way.
+    scan = await ascan(dev.m1, 0, 1000, 1000, 0.01, dev.sim, run=False)
+    scan.control.add_point_callback(lambda i, _: scan.abort() if i >= 1 else None)
+    with pytest.raises(ScanAborted):
+        await scan.run()
+    async with DataStore(async_client(redis_urls.data)) as store:
+        view = await store.get_scan(scan.scan_id)
+        assert view.end_reason == "aborted" and scan.state == "aborted"
 
 
 @pytest.mark.timeout(60)
