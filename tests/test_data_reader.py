@@ -317,3 +317,32 @@ async def test_live_follow_from_a_second_process(redis_urls, tmp_path):
     assert result["state"] == "closed"
     assert result["a"] == [i * 0.5 for i in range(300)]
     assert result["b"] == [[i, 2 * i] for i in range(300)]
+
+
+async def test_random_slices_match_numpy(redis_urls):
+    """Random batch sizes (merged into entries by the publisher), random reads: every read
+    equals the same slice of the emitted array."""
+    rng = np.random.default_rng(7)
+    reference = rng.random((1000, 3))
+    channel = Channel(ChannelSpec("v", "float64", (3,)))
+    async with ScanPublisher(redis_urls.data, doc(), [channel]) as pub:
+        start = 0
+        while start < len(reference):
+            size = int(rng.integers(1, 60))
+            await channel.emit(reference[start : start + size])
+            start += size
+            if rng.random() < 0.3:
+                await pub.flushed()
+        await pub.close()
+    async with DataStore(redis_urls.data) as store:
+        v = (await store.get_scan(pub.scan_id))["v"]
+        assert await v.length() == 1000
+        for _ in range(200):
+            a, b = sorted(int(x) for x in rng.integers(0, 1001, size=2))
+            np.testing.assert_array_equal(await v[a:b], reference[a:b])
+            if a < 1000:
+                np.testing.assert_array_equal(await v[a], reference[a])
+        cursor = v.cursor(start=int(rng.integers(0, 1000)))
+        first = cursor.position
+        got = [batch async for batch in cursor]
+        np.testing.assert_array_equal(np.concatenate(got), reference[first:])
