@@ -127,10 +127,11 @@ async def test_cancelled_move_stops_the_motor(sims, closing):
 
 
 async def test_silent_controller_times_out_naming_it(sims, closing):
-    ctrl = controller(sims, {"name": "m1", "channel": 1}, timeout=0.2)
+    ctrl = controller(sims, {"name": "m1", "channel": 1})
     closing(ctrl)
     m1 = ctrl.child("m1")
     await m1.connect()
+    ctrl.client.conn.timeout = 0.2  # short from now on (connecting on a loaded machine may not be)
     await sims.fault("motors", "silent")
     start = time.perf_counter()
     with pytest.raises(CommTimeout, match="device 'motors'.*POS 1"):
