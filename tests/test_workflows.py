@@ -323,7 +323,16 @@ async def test_a_worker_that_dies_fails_its_job_and_is_replaced(jobs):
     dying = graph(node("exit", "os._exit", 7), name="dying")
     with pytest.raises(JobFailed, match="died \\(exit code 7\\)"):
         await jobs.run_job(dying)
-    assert await jobs.run_job(HYPOT) == {"return_value": 5.0}
+    first = jobs.run_job(HYPOT)
+    assert await first == {"return_value": 5.0}
+    # An idle worker killed from outside is replaced too.
+    assert first.pid is not None
+    victim = psutil.Process(first.pid)
+    victim.kill()
+    await anyio.to_thread.run_sync(victim.wait, 30)
+    second = jobs.run_job(HYPOT)
+    assert await second == {"return_value": 5.0}
+    assert second.pid != first.pid
 
 
 async def test_a_cpu_bound_workflow_never_holds_the_event_loop(jobs):
@@ -358,3 +367,9 @@ def test_a_plain_script_uses_a_blocking_job_manager(redis_urls):
         with pytest.raises(TimeoutError):
             slow.result(timeout=0.01)
     assert slow.state is JobState.CANCELLED  # leaving the block stopped it
+
+
+async def test_inputs_that_cannot_reach_a_worker_fail_the_job_clearly(jobs):
+    with pytest.raises(JobFailed, match="inputs cannot be sent to a worker"):
+        await jobs.run_job(HYPOT, inputs={"0": lambda: 1})
+    assert await jobs.run_job(HYPOT) == {"return_value": 5.0}

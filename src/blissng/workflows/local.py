@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import anyio
@@ -84,13 +85,17 @@ class LocalExecutor:
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Run the graph in a worker; cancelling this call terminates the worker process."""
+        message = (job_id, dict(graph), list(inputs), dict(options or {}))
+        try:
+            # Pickled off the loop (inputs may hold big arrays), once, before taking a worker.
+            data = await anyio.to_thread.run_sync(ForkingPickler.dumps, message)
+        except Exception as exc:
+            raise JobFailed(f"the job's inputs cannot be sent to a worker process: {exc}") from None
         async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
+            worker = await self._send(bytes(data))
             self._busy.add(worker)
             reusable = False
             try:
-                message = (job_id, dict(graph), list(inputs), dict(options or {}))
-                await anyio.to_thread.run_sync(worker.conn.send, message)
                 kind, _ = await self._receive(worker)
                 if kind != "started":
                     raise JobFailed(f"local worker {worker.pid} answered {kind!r}, not 'started'")
@@ -107,6 +112,38 @@ class LocalExecutor:
                 else:
                     with anyio.CancelScope(shield=True):
                         await self._terminate(worker)
+
+    async def _send(self, data: bytes) -> _Worker:
+        """Hand the job to a worker; an idle one that died meanwhile (its pipe is broken) is
+        replaced by a new one."""
+        worker = await self._take_worker()
+        try:
+            await anyio.to_thread.run_sync(worker.conn.send_bytes, data)
+        except OSError:
+            with anyio.CancelScope(shield=True):
+                await self._terminate(worker)
+            worker = await self._spawn()
+            try:
+                await anyio.to_thread.run_sync(worker.conn.send_bytes, data)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._terminate(worker)
+                raise
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._terminate(worker)
+            raise
+        return worker
+
+    async def _take_worker(self) -> _Worker:
+        """An idle worker still alive (one may have been killed meanwhile), or a new one."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                return worker
+            with anyio.CancelScope(shield=True):
+                await self._terminate(worker)
+        return await self._spawn()
 
     async def _receive(self, worker: _Worker) -> tuple[str, Any]:
         await anyio.wait_readable(worker.conn.fileno())
