@@ -4,6 +4,7 @@ output, the commands it owns); the server hosting many sessions lives in ``serve
 from .command import RunningCommand
 from .output import SessionOutput
 from .session import Session, SessionError, SessionSettings, compile_source
+from .spec import SessionSpec, session_specs, sessions_from_config
 
 __all__ = [
     "RunningCommand",
@@ -11,5 +12,8 @@ __all__ = [
     "SessionError",
     "SessionOutput",
     "SessionSettings",
+    "SessionSpec",
     "compile_source",
+    "session_specs",
+    "sessions_from_config",
 ]

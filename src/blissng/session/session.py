@@ -482,8 +482,13 @@ class Session:
         filename = "<setup>"
         if source is None and self.setup_file is not None:
             path = self.setup_file
-            source = await anyio.to_thread.run_sync(path.read_text)
             filename = str(path)
+            try:
+                source = await anyio.to_thread.run_sync(path.read_text)
+            except OSError as exc:
+                self.setup_error = f"cannot read the setup script {path}: {exc.strerror or exc}"
+                self.output.write(f"!!! setup of {self.name}: {self.setup_error}\n")
+                return
         if not source:
             return
         try:
