@@ -157,19 +157,20 @@ async def test_cancelled_scan_is_marked_aborted_in_redis(ctx, redis_urls) -> Non
 async def test_trigger_box_drives_mca_and_camera(ctx, sim_host, write_config, config_dir) -> None:
     write_config("sim.yml", SIM_CONFIG)
     config = Config(config_dir)
-    trigger, mca, camera = (config.get(n) for n in ("trigger", "mca", "camera"))
+    trigger, mca, camera, scaler = (config.get(n) for n in ("trigger", "mca", "camera", "scaler"))
     await sim_host.reset()
     pulses = 8
     # A period far above the count time: the simulator process shares 2 loaded cores and a
     # detector still busy when a pulse comes misses it (that is what real ones do too).
-    scan = await triggerscan(trigger, pulses, 0.2, mca, camera, count_time=0.01)
+    scan = await triggerscan(trigger, pulses, 0.2, mca, camera, scaler, count_time=0.01)
     assert scan.state == "done"
     data = await scan.get_data()
     assert data["mca:spectrum"].shape == (pulses, 1024)
+    assert data["scaler:det"].shape == (pulses,)
     frames = data["camera:image"]
     assert len(frames) == pulses
     assert (await sim_host.stats("trigger"))["count"] == pulses
-    for name in ("mca", "camera"):
+    for name in ("mca", "camera", "scaler"):
         stats = await sim_host.stats(name)
         assert stats["acquired"] == pulses and stats["missed"] == 0
     # The references point at frames the camera saved.
