@@ -226,3 +226,41 @@ async def test_no_redis_at_all_fails_at_creation(tmp_path):
         with pytest.raises(DataPublishError, match="nothing.sock"):
             async with ScanPublisher(url, DOC, [ChannelSpec("c", "float64")], options=options):
                 pass
+
+
+@pytest.mark.timeout(120)
+async def test_a_live_reader_follows_through_a_redis_restart(own_redis):
+    """The cursor reconnects and goes on where it was: every point once, in order."""
+    from blissng.data import DataStore
+
+    channel = Channel(ChannelSpec("c", "float64"))
+    got: list[np.ndarray] = []
+    half = anyio.Event()
+    options = PublisherOptions(ack_interval=0.05)
+    async with DataStore(own_redis.url) as store:
+        async with ScanPublisher(own_redis.url, DOC, [channel], options=options) as pub:
+            scan = await store.get_scan(pub.scan_id)
+
+            async def read() -> None:
+                async for batch in scan["c"].cursor():
+                    got.append(batch)
+                    if sum(len(b) for b in got) >= 300:
+                        half.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                for i in range(400):
+                    await channel.emit(float(i))
+                    await anyio.lowlevel.checkpoint()
+                with anyio.fail_after(20):
+                    await half.wait()
+                own_redis.kill()
+                for i in range(400, 600):
+                    await channel.emit(float(i))
+                await anyio.to_thread.run_sync(own_redis.start_again)
+                for i in range(600, 800):
+                    await channel.emit(float(i))
+                    await anyio.lowlevel.checkpoint()
+                await channel.end()
+                await pub.close()
+    np.testing.assert_array_equal(np.concatenate(got), np.arange(800.0))

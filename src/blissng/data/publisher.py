@@ -207,6 +207,7 @@ class ScanPublisher:
         self._open = False
         self._memory_full_flag = False
         self._flush_lock = anyio.Lock()
+        self._connection: Any = None
         self._buffer_limit = self.options.buffer_bytes
         self._busy = False
         self._woken = False
@@ -273,6 +274,7 @@ class ScanPublisher:
                 stack.push_async_callback(client.aclose)
                 self._client = client
             await self._create()
+            stack.push_async_callback(self._close_connection)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             task_group.start_soon(self._flush_loop)
         except BaseException:
@@ -734,7 +736,12 @@ class ScanPublisher:
         if not commands:
             self._check_due = False
             return b"full" if self._memory_full_flag else None
-        results = await self._execute(commands)
+        try:
+            results = await self._execute(commands)
+        except _ScanLost:
+            await self._restore()
+            self._wake.set()
+            return b"full" if self._memory_full_flag else None
         acks: Any = None
         memory_state: Any = b"full" if self._memory_full_flag else None
         if check:
@@ -805,11 +812,27 @@ class ScanPublisher:
         return trims
 
     async def _execute(self, commands: list[tuple[bytes | str | int, ...]]) -> list[Any]:
-        """Send the commands in one write on one connection; replies in order, a
-        ``ResponseError`` instance for a command Redis refused."""
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()
+        """Send the commands in one write on the publisher's own connection; replies in
+        order, a ``ResponseError`` instance for a command Redis refused.
+
+        The connection is the publisher's alone, so a restarted Redis always shows as an
+        error here; on the reconnection, the scan's existence is checked BEFORE any data goes
+        (else new entries could reach an empty Redis ahead of the older ones a restore puts
+        back, and a live reader would see a gap).
+        """
+        connection = self._connection
+        if connection is None:
+            pool = self._redis.connection_pool
+            connection = self._connection = pool.connection_class(**pool.connection_kwargs)
         try:
+            if not connection.is_connected:
+                await connection.connect()
+                if self._created:
+                    await connection.send_packed_command(
+                        _pack([(b"EXISTS", self.key)]), check_health=False
+                    )
+                    if not await connection.read_response(disable_decoding=True):
+                        raise _ScanLost
             await connection.send_packed_command(_pack(commands), check_health=False)
             results: list[Any] = []
             for _ in commands:
@@ -817,13 +840,18 @@ class ScanPublisher:
                     results.append(await connection.read_response(disable_decoding=True))
                 except ResponseError as exc:
                     results.append(exc)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await connection.disconnect()
+        except BaseException as exc:
+            if not isinstance(exc, _ScanLost):
+                with anyio.CancelScope(shield=True):
+                    await connection.disconnect()
             raise
-        finally:
-            await pool.release(connection)
         return results
+
+    async def _close_connection(self) -> None:
+        if self._connection is not None:
+            with anyio.CancelScope(shield=True):
+                await self._connection.disconnect()
+            self._connection = None
 
     async def _remove_after_gaps(
         self, stream_adds: list[tuple[str, str] | None], results: list[Any]
@@ -960,6 +988,10 @@ class ScanPublisher:
                 for key in self._scan_keys():
                     pipe.expire(key, self._expire_ttl)
             await pipe.execute()
+
+
+class _ScanLost(Exception):
+    """Redis no longer has the scan (a restart, a flush): restore it from memory."""
 
 
 class _RedisMemoryFull(Exception):

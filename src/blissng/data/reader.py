@@ -17,12 +17,14 @@ from typing import Any
 import anyio
 import numpy as np
 import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from blissng.redisdb import async_client
 
 from . import keys
 from .document import STATES, description_dtype
-from .errors import DataGone, EndOfData, NotYetAvailable, ScanNotFound
+from .errors import DataError, DataGone, EndOfData, NotYetAvailable, ScanNotFound
 from .fallback import fallbacks
 
 # The longest a single blocking XREAD waits; longer waits loop (so cancellation and dropped
@@ -40,7 +42,10 @@ class DataStore:
     ``async with DataStore(url) as store:`` closes its client at the end.
     """
 
-    def __init__(self, redis: str | aredis.Redis) -> None:
+    def __init__(self, redis: str | aredis.Redis, *, reconnect_timeout: float = 30.0) -> None:
+        self.reconnect_timeout = reconnect_timeout
+        """Followers (cursors, ``follow``) ride out a Redis restart this long."""
+        self._away_since: float | None = None
         # Typed loosely: redis-py's stream replies are unions of every decoding mode.
         self.redis: Any
         if isinstance(redis, str):
@@ -59,6 +64,25 @@ class DataStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def _xread_or_wait(self, streams: dict[str, str], count: int | None = None) -> Any:
+        """One blocking XREAD; an empty reply while Redis is away (a restart, a blip), a
+        :class:`DataError` once it stayed away longer than ``reconnect_timeout``."""
+        try:
+            found = await self.redis.xread(streams, block=_BLOCK_MS, count=count)
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            now = anyio.current_time()
+            if self._away_since is None:
+                self._away_since = now
+            if now - self._away_since > self.reconnect_timeout:
+                raise DataError(
+                    f"the data Redis has been unreachable for {now - self._away_since:.0f} s "
+                    f"(reconnect_timeout={self.reconnect_timeout} s): {exc}"
+                ) from None
+            await anyio.sleep(0.1)
+            return []
+        self._away_since = None
+        return found
 
     async def _view(self, scan_id: str) -> ScanView | None:
         fields = await self.redis.hgetall(keys.scan_key(scan_id))
@@ -126,7 +150,7 @@ class DataStore:
             newest = await self.redis.xrevrange(keys.SCANS_STREAM, "+", "-", count=1)
             last = _text(newest[0][0]) if newest else "0-0"
         while True:
-            found = await self.redis.xread({keys.SCANS_STREAM: last}, block=_BLOCK_MS, count=100)
+            found = await self._xread_or_wait({keys.SCANS_STREAM: last}, count=100)
             for _key, entries in found:
                 for entry_id, fields in entries:
                     last = _text(entry_id)
@@ -224,9 +248,7 @@ class ScanView:
         last = "0-0"
         with anyio.fail_after(timeout):
             while True:
-                found = await self.store.redis.xread(
-                    {keys.state_key(self.id): last}, block=_BLOCK_MS
-                )
+                found = await self.store._xread_or_wait({keys.state_key(self.id): last})
                 for _key, entries in found:
                     for entry_id, fields in entries:
                         last = _text(entry_id)
@@ -234,6 +256,8 @@ class ScanView:
                         if STATES.index(reached) >= wanted:
                             await self.refresh()
                             return reached
+                if self.store._away_since is not None:
+                    continue  # Redis is away: wait for it (up to reconnect_timeout)
                 if not found and not await self.store.redis.exists(self.key):
                     self.expired = True
                     raise DataGone(f"scan {self.id} expired from Redis before reaching {state}")
@@ -479,14 +503,30 @@ async def _xread(
     if not streams:
         return []
     deadline = None if timeout is None else anyio.current_time() + timeout
+    away_since: float | None = None
     while True:
         remaining = _BLOCK_MS / 1000
         if deadline is not None:
             remaining = min(remaining, deadline - anyio.current_time())
+        try:
             if remaining <= 0:
                 found = await store.redis.xread(streams)  # a last look, not blocking
                 return found or []
-        found = await store.redis.xread(streams, block=max(1, int(remaining * 1000)))
+            found = await store.redis.xread(streams, block=max(1, int(remaining * 1000)))
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            # A restart of Redis, a network blip: go on from the same place once it is back.
+            now = anyio.current_time()
+            away_since = now if away_since is None else away_since
+            if now - away_since > store.reconnect_timeout:
+                raise DataError(
+                    f"the data Redis has been unreachable for {now - away_since:.0f} s "
+                    f"(reconnect_timeout={store.reconnect_timeout} s): {exc}"
+                ) from None
+            if deadline is not None and now >= deadline:
+                return []
+            await anyio.sleep(0.1)
+            continue
+        away_since = None
         if found:
             return found
 
