@@ -166,3 +166,32 @@ def test_ctrl_c_in_the_browser_aborts_a_long_scan(page: Any) -> None:
     )
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "webshell-ctrl-c.png"))
+
+
+@pytest.mark.timeout(120)
+def test_a_second_browser_watches_a_console_read_only(
+    browser: Any, page: Any, served: ServerThread
+) -> None:
+    wait_terminal(page, "demo [1]:")
+    console_id = page.locator("blissng-shell").get_attribute("data-console")
+    assert console_id
+    viewer_context = browser.new_context(viewport={"width": 1000, "height": 700})
+    try:
+        viewer = viewer_context.new_page()
+        viewer.set_default_timeout(30_000)
+        # the viewer has the token too (its cookie), then opens the watch link
+        viewer_context.request.get(f"{served.base_url}/?token={TOKEN}", max_redirects=0)
+        viewer.goto(f"{served.base_url}/#demo/view/{console_id}")
+        assert viewer.locator("blissng-shell").get_attribute("mode") == "view"
+        wait_terminal(viewer, "demo [1]:")
+        type_command(page, "print('shown-to-' + 'the-viewer')")
+        wait_terminal(viewer, "shown-to-the-viewer")
+        # the viewer's keystrokes go nowhere
+        type_command(viewer, "viewer_typed = 1")
+        type_command(page, "'viewer_typed' in dir()")
+        wait_terminal(page, "False")
+        assert "viewer_typed = 1" not in terminal_text(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        viewer.screenshot(path=str(ARTIFACTS / "webshell-viewer.png"))
+    finally:
+        viewer_context.close()

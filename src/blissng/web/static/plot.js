@@ -18,6 +18,7 @@
       this._dirty = false;
       this._title = document.createElement("div");
       this._title.className = "plot-title";
+      this._title.textContent = "no scan yet in this session";
       this._area = document.createElement("div");
       this._area.className = "plot-area";
       container.append(this._title, this._area);
