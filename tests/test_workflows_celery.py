@@ -41,6 +41,7 @@ async def test_celery_job_returns_the_result(jobs, celery_worker, redis_urls):
     assert await job == {"return_value": 5.0}
     assert job.state is JobState.SUCCEEDED
     assert job.worker == celery_worker.hostname
+    assert job.started is not None and job.ended is not None and job.ended >= job.started
     assert job.pid in [p.pid for p in psutil.Process(celery_worker.pid).children()]
     client = async_client(redis_urls.data)
     try:

@@ -2,8 +2,9 @@
 
 Following a task: the result backend (Redis) PUBLISHes every state it stores on the channel
 ``celery-task-meta-<id>``; the executor subscribes (redis.asyncio) before submitting, then reads
-the task's state (Celery's own decoding, in a worker thread) each time a message arrives, so it
-neither polls nor blocks a thread per job. A slow re-check covers a message lost to a reconnect.
+each state from the message itself (Celery's own decoding; big payloads in a worker thread), so
+it neither polls nor blocks a thread per job, and sees STARTED even when SUCCESS follows at
+once. A slow re-check of the stored state covers a message lost to a reconnect.
 
 Cancelling revokes the task with ``terminate=True`` (the worker kills the pool process that runs
 it) and waits, shielded and bounded, for the worker to record it as revoked.
@@ -24,6 +25,8 @@ from .errors import JobCancelled, JobFailed
 RECHECK_INTERVAL = 1.0
 REVOKE_WAIT = 10.0
 META_CHANNEL = "celery-task-meta-{id}"
+FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+DECODE_ON_LOOP_MAX = 64 * 1024
 
 
 class CeleryExecutor:
@@ -73,16 +76,19 @@ class CeleryExecutor:
 
             await anyio.to_thread.run_sync(send)
             submitted = True
+            meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
             while True:
-                meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
                 status = meta.get("status")
                 if status == "STARTED" and not started:
                     started = True
                     info = meta.get("result") or {}
                     await on_started(info.get("pid"), info.get("hostname"))
-                if status in ("SUCCESS", "FAILURE", "REVOKED"):
+                if status in FINAL_STATES:
+                    if not started:  # it started and ended between two looks
+                        started = True
+                        await on_started(None, None)
                     return self._outcome(job_id, status, meta)
-                await self._next_message(pubsub)
+                meta = await self._next_meta(app, pubsub, job_id)
         except BaseException:
             if submitted:
                 with anyio.CancelScope(shield=True):
@@ -111,11 +117,19 @@ class CeleryExecutor:
         )
 
     @staticmethod
-    async def _next_message(pubsub: Any) -> None:
-        """Until the backend publishes a state of the task (or a re-check is due)."""
+    async def _next_meta(app: Any, pubsub: Any, job_id: str) -> dict[str, Any]:
+        """The next state the backend publishes (each message carries it: none is missed
+        when STARTED and SUCCESS follow each other fast), or the stored one at a re-check."""
+        message = None
         with anyio.move_on_after(RECHECK_INTERVAL):
-            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=None) is None:
-                pass
+            while message is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+        if message is None:
+            return await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
+        data = message["data"]
+        if len(data) > DECODE_ON_LOOP_MAX:  # a big result: decoded off the loop
+            return await anyio.to_thread.run_sync(app.backend.decode_result, data)
+        return app.backend.decode_result(data)
 
     async def _revoke(self, app: Any, job_id: str, pubsub: Any | None) -> None:
         """Revoke and terminate. A task that had started: wait (bounded) until its worker has
@@ -127,8 +141,8 @@ class CeleryExecutor:
 
         with anyio.move_on_after(REVOKE_WAIT):
             await anyio.to_thread.run_sync(revoke)
-            while pubsub is not None:
-                meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
-                if meta.get("status") in ("SUCCESS", "FAILURE", "REVOKED"):
-                    return
-                await self._next_message(pubsub)
+            if pubsub is None:
+                return
+            meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
+            while meta.get("status") not in FINAL_STATES:
+                meta = await self._next_meta(app, pubsub, job_id)
