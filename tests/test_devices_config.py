@@ -168,3 +168,22 @@ async def test_axis_settings_through_the_config_context(write_config, config_dir
         assert again.position_mismatch is not None  # a new in-process simulator starts at 0
     finally:
         await client.aclose()
+
+
+async def test_group_of_calculated_and_real_axes(write_config, config_dir):
+    from blissng.devices.errors import DeviceError
+    from blissng.devices.group import Group
+
+    write_config("motors.yml", MOTORS)
+    config = Config(config_dir)
+    gap, offset, m1 = config.get("s1g"), config.get("s1o"), config.get("m1")
+    low, high = config.get("s1l"), config.get("s1h")
+    group = Group(gap, offset, m1)
+    assert set(group.axes) == {low, high, m1}
+    await group.move({gap: 2, offset: 0.5, m1: 3})  # gap and offset solved together
+    assert (low.position, high.position, m1.position) == (-0.5, 1.5, 3)
+    with pytest.raises(DeviceError, match="s1: s1l is asked to go to 0 and, through s1, to"):
+        await Group(gap, low).move({gap: 4, low: 0})
+    with pytest.raises(LimitError, match="m1: move to 30 refused"):
+        await group.move({gap: 1, m1: 30})
+    assert gap.position == 2  # nothing moved

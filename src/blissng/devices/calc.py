@@ -140,6 +140,46 @@ class CalcAxis:
         )
 
 
+def expand_calc_targets(targets: Mapping[Any, float]) -> dict[Axis, float]:
+    """Real-axis targets for a mix of real and calculated axes moving together.
+
+    Calculated axes of one controller are solved together (moving a slit's gap and offset at
+    once gives one pair of blade targets); every limit is checked, nothing moves.
+    """
+    reals: dict[Axis, float] = {}
+    by_controller: dict[CalcController, dict[str, float]] = {}
+    for motor, target in targets.items():
+        if isinstance(motor, Axis):
+            reals[motor] = float(target)
+        elif isinstance(motor, CalcAxis):
+            low, high = motor.limits
+            if not low <= target <= high:
+                raise LimitError(
+                    motor.name,
+                    f"move to {target:g} refused: outside the software limits "
+                    f"[{low:g}, {high:g}]; nothing moved",
+                )
+            by_controller.setdefault(motor.controller, {})[motor.tag] = float(target)
+        else:
+            name = getattr(motor, "name", repr(motor))
+            raise DeviceError(str(name), "is neither a motor axis nor a calculated axis")
+    for controller, tags in by_controller.items():
+        calcs = controller.calc_positions()
+        calcs.update(tags)
+        for tag, value in controller.calc_to_real(calcs).items():
+            axis = controller.reals[tag]
+            if axis in reals and reals[axis] != value:
+                raise DeviceError(
+                    controller.name,
+                    f"{axis.name} is asked to go to {reals[axis]:g} and, through "
+                    f"{controller.name}, to {value:g}; move one or the other",
+                )
+            reals[axis] = value
+    for axis, value in reals.items():
+        axis.check_limits(value)
+    return reals
+
+
 class CalcControllerParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     axes: list[CalcAxisParameters] = Field(default_factory=list)

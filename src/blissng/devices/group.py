@@ -24,12 +24,29 @@ def _as_axis(obj: Any) -> Axis:
     return obj
 
 
-class Group:
-    """Axes that move as one: ``await Group(m1, m2).move({m1: 1.0, m2: 2.0})``."""
+def _real_axes(members: tuple[Any, ...]) -> tuple[Axis, ...]:
+    """The real axes behind members that may be calculated axes (with a ``controller.reals``)."""
+    axes: list[Axis] = []
+    for member in members:
+        reals = getattr(getattr(member, "controller", None), "reals", None)
+        candidates = list(reals.values()) if not isinstance(member, Axis) and reals else [member]
+        for axis in candidates:
+            if _as_axis(axis) not in axes:
+                axes.append(axis)
+    return tuple(axes)
 
-    def __init__(self, *axes: Axis) -> None:
-        self.axes = tuple(_as_axis(axis) for axis in axes)
-        self.name = ",".join(axis.name for axis in self.axes)
+
+class Group:
+    """Axes that move as one: ``await Group(m1, m2).move({m1: 1.0, m2: 2.0})``.
+
+    Members may be calculated axes (``Group(s1g, s1o, m1)``): their targets are solved
+    together into real-axis targets, and the real axes move as one.
+    """
+
+    def __init__(self, *axes: Any) -> None:
+        self.members = tuple(axes)
+        self.axes = _real_axes(self.members)
+        self.name = ",".join(getattr(member, "name", "?") for member in self.members)
         self._moving: tuple[Axis, ...] = ()
 
     def __repr__(self) -> str:
@@ -47,8 +64,12 @@ class Group:
         for axis in self.axes:
             await axis.connect()
 
-    async def move(self, targets: Mapping[Axis, float], wait: bool = True) -> None:
+    async def move(self, targets: Mapping[Any, float], wait: bool = True) -> None:
         """Move each axis of ``targets`` (user positions); all limits are checked first."""
+        if not all(type(motor) is Axis for motor in targets):
+            from .calc import expand_calc_targets
+
+            targets = expand_calc_targets(targets)
         axes = [_as_axis(axis) for axis in targets]
         unknown = [axis.name for axis in axes if axis not in self.axes]
         if unknown:
