@@ -495,3 +495,41 @@ async def test_a_failing_or_hanging_device_never_blocks_the_others(caplog):
     assert "hangs: connect() did not finish within 0.3 s" in messages
     assert "fails: close() failed: OSError: no route to host" in messages
     assert "hangs: close() did not finish within 0.3 s" in messages
+
+
+def _signal_until(shell: PtyRunning, signum: signal.Signals, token: bytes) -> None:
+    """Send ``signum`` until ``token`` shows (a signal landing between two steps of the
+    shell, e.g. before ptpython installs its handler, only logs: the next one counts)."""
+    mark = len(shell.output)
+    for _attempt in range(40):
+        shell.process.send_signal(signum)
+        try:
+            shell.read_until(token, timeout=1.0, start=mark)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no {token!r} after 40 signals: {shell.output[-800:]!r}")
+
+
+def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
+    shell = pty_serve
+    shell.read_until(b">>>")
+    mark = len(shell.output)
+    shell.type(b"import asyncio; 'imported'\r")
+    shell.read_until(b"'imported'", start=mark)
+    mark = len(shell.output)
+    started = time.monotonic()
+    shell.type(b"await asyncio.sleep(60)\r")
+    # the command runs once the prompt application is done with the line: it then turns
+    # bracketed paste off (ESC [?2004l)
+    shell.read_until(b"\x1b[?2004l", start=mark)
+    _signal_until(shell, signal.SIGINT, b"CancelledError")
+    assert time.monotonic() - started < 45  # not the 60 s of the sleep
+    mark = len(shell.output)
+    shell.type(b"m1.name\r")
+    shell.read_until(b"'m1'", start=mark)
+    assert shell.process.poll() is None
+    _signal_until(shell, signal.SIGINT, b"Ctrl-C: no command is running")  # only logs
+    assert shell.process.poll() is None
+    shell.process.send_signal(signal.SIGTERM)
+    assert shell.process.wait(30) == 0

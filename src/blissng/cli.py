@@ -351,7 +351,6 @@ async def run_main(
     async with anyio.create_task_group() as tg:
         if interactive:
             await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGHUP))
-            await tg.start(_ignore_sigint)
         else:
             await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGINT))
         failures: list[str] = []
@@ -518,16 +517,6 @@ async def _watch_redis(
                     return
 
 
-async def _ignore_sigint(
-    *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """At the local shell, Ctrl-C while a command runs must not stop the whole process."""
-    with anyio.open_signal_receiver(signal.SIGINT) as received:
-        task_status.started()
-        async for _ in received:
-            log.warning("Ctrl-C: this shell cannot interrupt a command yet; Ctrl-D exits")
-
-
 async def run_local_shell(
     namespace: dict[str, Any], args: argparse.Namespace, stop: anyio.Event
 ) -> None:
@@ -535,9 +524,15 @@ async def run_local_shell(
 
     Ends with Ctrl-D, or when ``stop`` is set (SIGTERM): then the prompt is asked to exit,
     because ptpython's loop swallows cancellation while it reads input (it would retry
-    forever). A command running at that moment finishes first. Until blissng.shell's local
-    console takes over (with sessions), this is the plain ptpython REPL on the event loop.
+    forever). A command running at that moment finishes first.
+
+    Ctrl-C (SIGINT) during a command cancels it: ptpython installs that handler around each
+    command, and removes it afterwards; between commands, a SIGINT only logs (it must not
+    stop the process). Until blissng.shell's local console takes over (with sessions), this
+    is the plain ptpython REPL on the event loop (asyncio).
     """
+    import asyncio
+
     from ptpython.repl import PythonRepl, embed
 
     history = default_state_dir("history")
@@ -553,10 +548,25 @@ async def run_local_shell(
         return_asyncio_coroutine=True,
     )
     assert shell is not None
+    (repl,) = repls
+    loop = asyncio.get_running_loop()
+
+    def idle_sigint() -> None:
+        log.info("Ctrl-C: no command is running (Ctrl-D leaves the shell)")
+
+    run_command = repl.run_and_show_expression_async
+
+    async def run_and_show(text: str) -> Any:
+        try:
+            return await run_command(text)
+        finally:  # ptpython removed its SIGINT handler: SIGINT between commands only logs
+            loop.add_signal_handler(signal.SIGINT, idle_sigint)
+
+    repl.run_and_show_expression_async = run_and_show  # type: ignore[method-assign]
+    loop.add_signal_handler(signal.SIGINT, idle_sigint)
 
     async def exit_on_stop() -> None:
         await stop.wait()
-        (repl,) = repls
 
         def read() -> str:  # no new prompt once stopping
             raise EOFError
@@ -568,11 +578,15 @@ async def run_local_shell(
                 app.loop.call_soon_threadsafe(_exit_app, app)
             await anyio.sleep(0.2)  # again, in case the prompt was just starting
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(exit_on_stop)
-        with anyio.CancelScope(shield=True):
-            await shell
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exit_on_stop)
+            with anyio.CancelScope(shield=True):
+                await shell
+            tg.cancel_scope.cancel()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, _raise_stop)  # while stopping, as while starting
 
 
 def _exit_app(app: Any) -> None:
