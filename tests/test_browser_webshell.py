@@ -43,6 +43,7 @@ CONFIG = """
   instant: true
   axes:
     - name: m1
+    - name: m2
 - name: sim
   class: SimCounterController
   sampling_period: 0.001
@@ -195,3 +196,26 @@ def test_a_second_browser_watches_a_console_read_only(
         viewer.screenshot(path=str(ARTIFACTS / "webshell-viewer.png"))
     finally:
         viewer_context.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_mesh_is_drawn_as_a_map(page: Any) -> None:
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "amesh(m1, 0, 2, 10, m2, 0, 2, 10, 0.001, diode)")
+    page.wait_for_function(
+        "() => document.querySelector('section[data-session=demo] .plot')"
+        ".dataset.state === 'success'"
+    )
+    # the peak (m1 = 1) is painted hotter than the corner (m1 = 0)
+    hot, cold = page.evaluate(
+        """() => {
+            const c = document.querySelector('section[data-session=demo] canvas.mesh');
+            const ctx = c.getContext('2d');
+            const at = (fx, fy) => Array.from(ctx.getImageData(
+                Math.floor(fx * (c.width - 1)), Math.floor(fy * (c.height - 1)), 1, 1).data);
+            return [at(0.5, 0.5), at(0.01, 0.99)];
+        }"""
+    )
+    assert hot != cold and hot[0] > hot[2] and cold[2] > cold[0]  # red-ish vs blue-ish
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webshell-mesh.png"))

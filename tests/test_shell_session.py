@@ -155,3 +155,30 @@ def test_plot_websocket_follows_the_scan_typed_in_a_console(served: ServerThread
             assert payload["end_reason"] == "success"
     finally:
         plot.close()
+
+
+@pytest.mark.timeout(120)
+def test_plot_websocket_describes_a_mesh_as_a_map(served: ServerThread) -> None:
+    import json
+
+    plot = served.connect("/ws/plot/demo", token=TOKEN)
+    try:
+        with open_console(served) as tab:
+            tab.type("amesh(m1, 0, 2, 4, m2, 0, 1, 2, 0.01, diode)\r")
+            counts: dict[str, int] = {}
+            deadline = time.monotonic() + 60
+            while True:
+                kind, payload = json.loads(plot.recv(timeout=deadline - time.monotonic()))
+                if kind == "scan":
+                    description, counts = payload, {}
+                elif kind == "points":
+                    for name, values in payload.items():
+                        counts[name] = counts.get(name, 0) + len(values)
+                elif kind == "end":
+                    break
+            assert description["mesh"] is True
+            assert description["motors"] == ["axis:m1", "axis:m2"]
+            assert description["npoints"] == 15
+            assert counts == {"axis:m1": 15, "axis:m2": 15, "sim:diode": 15}
+    finally:
+        plot.close()
