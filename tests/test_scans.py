@@ -110,6 +110,16 @@ async def test_ascan_positions_points_and_alignment(dev, ctx) -> None:
     assert "ascan m1 0 4 8 0" in text and "Finished: 9/9" in text
 
 
+async def test_stab_time_scan_info_and_title(dev, ctx) -> None:
+    scan = await ascan(dev.m1, 0, 1, 3, 0, dev.sim, stab_time=0.005, title="settle",
+                       scan_info={"sample": "lyso"})  # fmt: skip
+    epochs = await scan.get_data("epoch")
+    assert np.all(np.diff(epochs) >= 0.005 * 0.99)  # each point waits after its move
+    assert scan.title == "settle" and scan.scan_info == {"sample": "lyso"}
+    with pytest.raises(ScanArgumentError, match="stab_time must be >= 0"):
+        await ascan(dev.m1, 0, 1, 3, 0, dev.sim, stab_time=-1)
+
+
 async def test_dscan_is_relative_and_returns(dev, ctx) -> None:
     await dev.m1.move(1.0)
     scan = await dscan(dev.m1, -1, 1, 4, 0, dev.sim)
