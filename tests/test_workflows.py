@@ -254,6 +254,13 @@ async def test_leaving_the_manager_cancels_running_jobs():
     assert pid is not None and not psutil.pid_exists(pid)
 
 
+def test_job_keys_share_the_data_model_prefix():
+    from blissng.data.keys import PREFIX
+    from blissng.workflows.record import PREFIX as JOBS_PREFIX
+
+    assert JOBS_PREFIX == PREFIX
+
+
 async def test_run_job_without_a_manager_says_what_to_do():
     with pytest.raises(Exception, match="no JobManager is running"):
         run_job(HYPOT)

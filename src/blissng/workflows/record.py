@@ -26,11 +26,13 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from ..data.keys import PREFIX
 from .job import Job
 
 log = logging.getLogger(__name__)
 
+# The data model's prefix (blissng.data.keys.PREFIX; not imported: worker processes import this
+# package and need none of the data layer).
+PREFIX = "blissng"
 JOB_KEY = PREFIX + ":job:{id}"
 STREAM_KEY = f"{PREFIX}:jobs"
 INDEX_KEY = f"{PREFIX}:jobs:index"
