@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -835,11 +836,16 @@ class ScanPublisher:
                         raise _ScanLost
             await connection.send_packed_command(_pack(commands), check_health=False)
             results: list[Any] = []
-            for _ in commands:
-                try:
-                    results.append(await connection.read_response(disable_decoding=True))
-                except ResponseError as exc:
-                    results.append(exc)
+            # One deadline for the whole pipeline (a per-reply timeout costs more than the
+            # reply); a TimeoutError is an OSError: a lost connection for _retrying.
+            with anyio.fail_after(self.options.socket_timeout):
+                for _ in commands:
+                    try:
+                        results.append(
+                            await connection.read_response(disable_decoding=True, timeout=math.inf)
+                        )
+                    except ResponseError as exc:
+                        results.append(exc)
         except BaseException as exc:
             if not isinstance(exc, _ScanLost):
                 with anyio.CancelScope(shield=True):
