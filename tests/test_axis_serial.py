@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 AXIS = {"steps_per_unit": 1000, "velocity": 2, "acceleration": 20, "polling_interval": 0.005}
 
 
-def controller(sims, *axes: dict, settings=None, timeout: float = 1.0):
+def controller(sims, *axes: dict, settings=None, timeout: float = 3.0):
     params = SimSerialMotorController.Parameters.model_validate(
         {"url": sims.url("motors"), "timeout": timeout, "axes": [{**AXIS, **a} for a in axes]}
     )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .axis import Axis, AxisState
 from .controller import check_unique_names
-from .errors import DeviceError, LimitError, UnknownDeviceError
+from .errors import AxisBusyError, DeviceError, LimitError, UnknownDeviceError
 from .group import Group
 
 _STATE_ORDER = (
@@ -105,6 +105,15 @@ class CalcAxis:
 
     async def move(self, target: float, wait: bool = True) -> None:
         await self.controller.connect()
+        moving = [axis.name for axis in self.controller.reals.values() if axis.is_moving]
+        if moving:
+            siblings = ", ".join(a.name for a in self.controller.axes.values() if a is not self)
+            raise AxisBusyError(
+                self.name,
+                f"{', '.join(moving)} of {self.controller.name} still moving; to move "
+                f"{self.name} with {siblings or 'another axis'}, move them as one: "
+                f"Group({self.name}, ...).move({{...}})",
+            )
         targets = self.real_targets(target)
         await self.controller.group.move(targets, wait=wait)
 

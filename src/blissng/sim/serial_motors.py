@@ -31,7 +31,7 @@ class SimSerialAxisParameters(AxisParameters):
 
 class SimSerialMotorParameters(AxisControllerParameters):
     url: str = Field(description="serial:///dev/ttyS0, or sim://motors for the simulator")
-    timeout: float = Field(1.0, gt=0, description="seconds to wait for a reply")
+    timeout: float = Field(2.0, gt=0, description="seconds to wait for a reply")
     axes: list[SimSerialAxisParameters] = Field(default_factory=list)  # type: ignore[assignment]
 
 
