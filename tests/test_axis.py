@@ -56,7 +56,10 @@ async def test_user_dial_offset_sign():
 
 
 async def test_limits_refuse_before_moving_with_the_limits_in_the_message():
-    ctrl = mockup({"name": "m1", "low_limit": -5, "high_limit": 5}, instant=False)
+    ctrl = mockup(
+        {"name": "m1", "low_limit": -5, "high_limit": 5, "velocity": 20, "acceleration": 1000},
+        instant=False,
+    )
     m1 = ctrl.child("m1")
     await m1.move(1)
     with pytest.raises(LimitError, match=r"m1: move to 7 refused: .*\[-5, 5\]"):
