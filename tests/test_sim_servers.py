@@ -97,7 +97,7 @@ async def test_stop_home_power_and_fault(sims: SimHost) -> None:
         await motors.write_readline("STP 3")
         await wait_reply(motors, "?STA 3", "READY", timeout=2)
         assert 0 < int(await motors.write_readline("?POS 3")) < 100000
-        await sims.call("motors", "configure_axis", axis=4, position=500, home_position=200)
+        await sims.call("motors", "configure_axis", axis=4, position=3000, home_position=200)
         assert await motors.write_readline("HOME 4") == "OK"
         assert await motors.write_readline("?STA 4") == "HOMING"
         await wait_reply(motors, "?STA 4", "READY")
@@ -183,7 +183,7 @@ async def test_trigger_box_pulses_reach_scaler_mca_and_camera(
             assert await detector.write_readline("PREP 5 0.01 EXT") == "OK"
             assert await detector.write_readline("START") == "OK"
         assert await trigger.write_readline("?OUT") == "scaler:ON mca:ON camera:ON"
-        assert await trigger.write_readline("PULSES 5 0.05 0.01") == "OK"
+        assert await trigger.write_readline("PULSES 5 0.15 0.01") == "OK"
         assert await trigger.write_readline("START") == "OK"
         await wait_reply(trigger, "?STA", "IDLE")
         assert await trigger.write_readline("?CNT") == "5"
@@ -217,9 +217,10 @@ async def test_pulses_to_a_disabled_output_or_a_busy_detector_are_missed(sims: S
     async with connect(sims, "trigger") as trigger, connect(sims, "scaler") as scaler:
         assert await trigger.write_readline("OUT mca OFF") == "OK"
         assert (await trigger.write_readline("OUT xyz OFF")).startswith("ERR 3")
-        assert await scaler.write_readline("PREP 0 0.08 EXT") == "OK"
+        assert await scaler.write_readline("PREP 0 0.3 EXT") == "OK"
         assert await scaler.write_readline("START") == "OK"
-        await trigger.write_readline("PULSES 4 0.03 0.01")  # faster than the counting time
+        # Pulses at 0, 0.2, 0.4, 0.6 s, each point counts 0.3 s: the 2nd and 4th find it busy.
+        await trigger.write_readline("PULSES 4 0.2 0.01")
         await trigger.write_readline("START")
         await wait_reply(trigger, "?STA", "IDLE")
         await wait_reply(scaler, "?STA", "ARMED")

@@ -138,4 +138,6 @@ async def blocking(
     waited = anyio.current_time() - start
     assert scope.cancelled_caught
     what_failed = "no return" if entered else "still waiting for the device (busy)"
-    raise CommTimeout(key or "blocking call", waited, command=what, what=what_failed)
+    raise CommTimeout(
+        key or "blocking call", waited, command=what, what=what_failed, timeout=timeout
+    )

@@ -263,6 +263,7 @@ class Connection(abc.ABC):
                 self.name,
                 anyio.current_time() - waited,
                 what=f"cannot connect to {self.address}",
+                timeout=self.connect_timeout,
             ) from None
         except OSError as exc:
             raise CommunicationError(self.name, f"cannot connect to {self.address}: {exc}") from exc
@@ -323,16 +324,18 @@ class Connection(abc.ABC):
         with anyio.move_on_after(limit):
             await self._fill(command)
             return
-        await self._timed_out(start, command, what)
+        await self._timed_out(start, limit, command, what)
 
-    async def _timed_out(self, start: float, command: bytes | None, what: str) -> None:
+    async def _timed_out(
+        self, start: float, limit: float, command: bytes | None, what: str
+    ) -> None:
         waited = anyio.current_time() - start
         if self._buffer:
             what = f"{what} (received {_clip(bytes(self._buffer))} so far)"
         if self.close_on_timeout:
             # A late reply must never be taken for the answer to the next command.
             await self._drop(f"timeout after {waited:.3f} s")
-        raise CommTimeout(self.name, waited, command=command, what=what)
+        raise CommTimeout(self.name, waited, command=command, what=what, timeout=limit)
 
     async def _read_until(
         self, terminator: bytes, timeout: float | None, command: bytes | None
@@ -362,7 +365,7 @@ class Connection(abc.ABC):
                 searched = max(0, len(self._buffer) - len(terminator) + 1)
                 awaited = True
                 await self._fill(command)
-        await self._timed_out(start, command, "no complete reply")
+        await self._timed_out(start, limit, command, "no complete reply")
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_exactly(self, n: int, timeout: float | None, command: bytes | None) -> bytes:
@@ -376,7 +379,7 @@ class Connection(abc.ABC):
             del self._buffer[:n]
             await anyio.lowlevel.checkpoint()
             return data
-        await self._timed_out(start, command, f"fewer than {n} bytes")
+        await self._timed_out(start, limit, command, f"fewer than {n} bytes")
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _readlines(self, n: int, timeout: float | None, command: bytes | None) -> list[str]:

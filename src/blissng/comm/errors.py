@@ -34,9 +34,12 @@ class CommTimeout(CommunicationError, TimeoutError):
         *,
         command: bytes | str | None = None,
         what: str = "no reply",
+        timeout: float | None = None,
     ) -> None:
         self.waited = waited
-        super().__init__(device, f"{what} after {waited:.3f} s", command=command)
+        self.timeout = timeout
+        limit = f" (timeout {timeout:g} s)" if timeout is not None else ""
+        super().__init__(device, f"{what} after {waited:.3f} s{limit}", command=command)
 
 
 class ProtocolError(CommunicationError):

@@ -2,12 +2,18 @@
 drops what its reader does not take in time, counting every dropped packet.
 
 Model: packets are produced at ``rate`` per second (packet k due at t0 + k / rate, sequence
-numbers count every produced packet). Each is put in a send queue of ``fifo`` packets that drains
-into a socket whose send buffer is the smallest the kernel allows (a few packets). A packet
-produced while the queue is full is dropped. So a reader may stall about ``fifo / rate`` seconds
-without loss, and loses data beyond that. The socket is driven with raw non-blocking sends (no
-asyncio transport buffer hides the back-pressure). It runs in a host process of its own, so its
-schedule does not depend on the reader's event loop.
+numbers count every produced packet) into a send queue of ``fifo`` packets. The output stage
+holds one write at a time, like a UART's shift register: on a unix socket the device hands the
+next write to the line only once the reader has taken all of the previous one (the socket's
+unread bytes, ``SIOCOUTQ``, are zero). On time, a write is one tiny packet; a backlog goes out
+as one write of up to 4 kB. A packet produced while the queue is full is dropped. So a reader
+may stall ``(fifo + 1) / rate`` seconds without loss, whatever the kernel's buffer sizes, and
+loses data beyond that. (Packets become drops only once the line has been seen busy for
+``GRACE`` in a row, so that this process being late on a busy machine is not blamed on the
+reader.) (On TCP, where unread bytes cannot be seen, the kernel buffers add to
+the queue.) The socket is driven with raw non-blocking sends (no asyncio transport buffer hides
+the back-pressure). It runs in a host process of its own, so its schedule does not depend on
+the reader's event loop.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
 import math
 import os
 import socket
+import struct
+import termios
 import time
 from typing import Any
 
@@ -36,6 +45,7 @@ from blissng.sim.servers.base import (
 from blissng.sim.servers.spec import BadDeviceSpec
 
 PACKET_SIZE = 25
+GRACE = 0.02  # seconds the line must stay busy before a full FIFO drops packets
 
 
 def packet(seq: int) -> bytes:
@@ -48,6 +58,14 @@ class RawSocketChannel(Channel):
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.closed = False
+        self.unix = sock.family == socket.AF_UNIX
+
+    def line_busy(self) -> bool:
+        """True while the reader has not taken everything written (unix sockets only)."""
+        if not self.unix or self.closed:
+            return False
+        unread = fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        return struct.unpack("i", unread)[0] > 0
 
     async def receive(self) -> bytes:
         while not self.closed:
@@ -102,6 +120,7 @@ class BadDeviceSim(Simulator):
         self.produced = self.sent = self.dropped = 0
         self.max_late = 0.0  # how far behind its schedule the device ever was (s)
         self._partial = False  # the queue's head is the rest of a partly sent packet
+        self._busy_since: float | None = None  # first of consecutive busy-line observations
         self.queue: collections.deque[bytes] = collections.deque()
         self.streaming: Client | None = None
         self._scope: anyio.CancelScope | None = None
@@ -175,6 +194,7 @@ class BadDeviceSim(Simulator):
         self.produced = self.sent = self.dropped = 0
         self.max_late = 0.0
         self._partial = False
+        self._busy_since = None
         self.queue.clear()
         self.streaming = client
         scope = anyio.CancelScope()
@@ -213,27 +233,19 @@ class BadDeviceSim(Simulator):
                 t0 = time.monotonic()
                 seq = 0
                 while True:
-                    late = time.monotonic() - (t0 + seq / self.rate)
-                    self.max_late = max(self.max_late, late)
-                    due = int((time.monotonic() - t0) * self.rate) + 1
-                    due = min(due, seq + 1000)  # never hog this loop (control socket)
-                    if due - seq == 1:
-                        self._produce(seq, channel)  # on time: one tiny packet, sent now
+                    now = time.monotonic()
+                    self.max_late = max(self.max_late, now - (t0 + seq / self.rate))
+                    due = min(int((now - t0) * self.rate) + 1, seq + 1000)  # never hog the loop
+                    while seq < due:
+                        data = self._make(seq)
+                        if data is not None:
+                            self.queue.append(data)
                         seq += 1
-                    elif due > seq:
-                        # This process was late (the machine is busy): what would have gone out
-                        # one by one goes out together; only what the queue cannot hold after
-                        # the socket took its fill is lost.
-                        self._catch_up(seq, due, channel)
-                        seq = due
-                    self._flush(channel)
+                    self._service(channel, now)
                     wait = t0 + seq / self.rate - time.monotonic()
                     if wait > 0:
-                        if self.queue:
-                            with anyio.move_on_after(wait):
-                                await anyio.wait_writable(channel.sock)
-                        else:
-                            await anyio.sleep(wait)
+                        # A backlog: look again soon whether the reader took the last write.
+                        await anyio.sleep(min(wait, 0.001) if self.queue else wait)
                     else:
                         await anyio.lowlevel.checkpoint()
         except ConnectionResetError:
@@ -248,34 +260,23 @@ class BadDeviceSim(Simulator):
             return None
         return garbage_bytes(self.rng) + b"\n" if self.fault_mode == "garbage" else packet(seq)
 
-    def _catch_up(self, first: int, end: int, channel: RawSocketChannel) -> None:
-        for seq in range(first, end):
-            data = self._make(seq)
-            if data is not None:
-                self.queue.append(data)
-        self._flush(channel)
-        keep = max(self.fifo, 1 if self._partial else 0)
-        while len(self.queue) > keep:  # a full FIFO loses the newest packets
-            self.queue.pop()
-            self.dropped += 1
+    def _service(self, channel: RawSocketChannel, now: float) -> None:
+        """Send what the line takes; drop what a full FIFO cannot hold.
 
-    def _produce(self, seq: int, channel: RawSocketChannel) -> None:
-        data = self._make(seq)
-        if data is None:
+        Drops need the line to have been seen busy for ``GRACE`` seconds in a row: when this
+        process was late on its schedule (a busy machine), the reader gets the benefit of the
+        doubt for what became due meanwhile, so the simulator's lateness is not taken for the
+        reader's."""
+        if self._flush(channel):
+            self._busy_since = None
             return
-        if not self.queue:  # nothing queued: straight to the socket if it takes it
-            sent = channel.send_now(data)
-            if sent == len(data):
-                self.sent += 1
-                return
-            if sent:  # a partial packet: the rest must follow, whatever the queue holds
-                self.queue.append(data[sent:])
-                self._partial = True
-                return
-        if len(self.queue) >= self.fifo:
-            self.dropped += 1
-            return
-        self.queue.append(data)
+        if self._busy_since is None:
+            self._busy_since = now
+        elif now - self._busy_since >= GRACE:
+            keep = max(self.fifo, 1 if self._partial else 0)
+            while len(self.queue) > keep:  # a full FIFO loses the newest packets
+                self.queue.pop()
+                self.dropped += 1
 
     def _flush(self, channel: RawSocketChannel) -> bool:
         """Move queued packets to the socket; True if the queue is now empty.
@@ -283,6 +284,8 @@ class BadDeviceSim(Simulator):
         A backlog drains like a FIFO into a line: as one stream of bytes (up to 4 kB per
         write), so a reader that comes back gets the backlog in few reads."""
         while self.queue:
+            if channel.line_busy():
+                return False
             batch: list[bytes] = []
             size = 0
             for item in self.queue:
