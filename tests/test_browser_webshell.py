@@ -219,3 +219,56 @@ def test_a_mesh_is_drawn_as_a_map(page: Any) -> None:
     assert hot != cold and hot[0] > hot[2] and cold[2] > cold[0]  # red-ish vs blue-ish
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "webshell-mesh.png"))
+
+
+@pytest.fixture
+def served_with_mca(
+    sims: Any, write_config: Any, config_dir: Path, redis_urls: RedisUrls, tmp_path: Path
+) -> Iterator[ServerThread]:
+    from blissng.sim.addresses import register_simulators, unregister_simulators
+
+    register_simulators(sims.urls)
+    write_config("mca.yml", "- name: mca\n  class: SimMca\n  url: sim://mca\n  nbins: 1024\n")
+    session = Session(
+        "demo",
+        config=Config(config_dir),
+        redis=redis_urls,
+        scan_saving={"base_path": str(tmp_path / "data")},
+    )
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[session],
+        data_url=redis_urls.data,
+    )
+    try:
+        with ServerThread(app, port=0) as server:
+            yield server
+    finally:
+        unregister_simulators(list(sims.urls))
+
+
+@pytest.mark.timeout(120)
+def test_an_mca_spectrum_is_shown_on_demand(browser: Any, served_with_mca: ServerThread) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{served_with_mca.base_url}/?token={TOKEN}")
+        wait_terminal(page, "demo [1]:")
+        type_command(page, "loopscan(3, 0.01, mca)")
+        page.wait_for_function(
+            "() => document.querySelector('section[data-session=demo] .plot')"
+            ".dataset.state === 'success'"
+        )
+        page.locator("button.spectrum-button[data-channel='mca:spectrum']").click()
+        area = page.locator("section[data-session=demo] .spectrum-area")
+        page.wait_for_function(
+            "() => document.querySelector('section[data-session=demo] .spectrum-area')"
+            ".dataset.index === '2'"
+        )
+        assert area.locator("canvas").count() >= 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "webshell-mca.png"))
+    finally:
+        context.close()

@@ -9,6 +9,7 @@ documented in docs/webshell.md. A new scan replaces the one being followed.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -98,13 +99,14 @@ async def _stream_scan(sender: Sender, scan: Any) -> None:
     await sender.send("end", {"state": state, "end_reason": scan.end_reason, "error": scan.error})
 
 
-async def _follow(sender: Sender, store: Any, session: str) -> None:
+async def _follow(sender: Sender, store: Any, session: str, followed: dict[str, Any]) -> None:
     from blissng.data import DataError
 
     async with anyio.create_task_group() as tg:
         current: anyio.CancelScope | None = None
 
         async def stream(scan: Any, scope: anyio.CancelScope) -> None:
+            followed["scan"] = scan
             with scope:
                 try:
                     await _stream_scan(sender, scan)
@@ -125,6 +127,39 @@ async def _follow(sender: Sender, store: Any, session: str) -> None:
             tg.start_soon(stream, scan, current)
 
 
+async def _answer(sender: Sender, text: str | None, scan: Any) -> None:
+    """``["spectrum", channel, index or null]``: one point of a 1D channel (an MCA spectrum)
+    of the followed scan, on demand (the last one for null)."""
+    from blissng.data import DataError
+
+    try:
+        request = json.loads(text or "")
+        kind, channel, index = request[0], request[1], request[2] if len(request) > 2 else None
+    except (ValueError, IndexError, TypeError, KeyError):
+        await sender.send("error", 'malformed request: expected ["spectrum", channel, index]')
+        return
+    if kind != "spectrum":
+        await sender.send("error", f"unknown request {kind!r}")
+        return
+    if scan is None or channel not in scan.channels:
+        await sender.send("error", f"no channel {channel!r} in the current scan")
+        return
+    view = scan.channels[channel]
+    try:
+        if index is None:
+            index = await view.length() - 1
+            if index < 0:
+                await sender.send("error", f"{channel}: no point yet")
+                return
+        values = await view.get(int(index), int(index) + 1)
+    except (DataError, ValueError) as exc:
+        await sender.send("error", f"{channel}[{index}]: {exc}")
+        return
+    await sender.send(
+        "spectrum", {"channel": channel, "index": int(index), "values": _jsonable(values[0])}
+    )
+
+
 async def serve_plot(
     websocket: WebSocket, hub: ShellHub, session: str, data_url: str | None
 ) -> None:
@@ -143,16 +178,18 @@ async def serve_plot(
 
     try:
         async with DataStore(data_url) as store, anyio.create_task_group() as tg:
+            followed: dict[str, Any] = {}
 
-            async def wait_disconnect() -> None:
+            async def receive_requests() -> None:
                 while True:
                     message = await websocket.receive()
                     if message["type"] == "websocket.disconnect":
                         tg.cancel_scope.cancel()
                         return
+                    await _answer(sender, message.get("text"), followed.get("scan"))
 
-            tg.start_soon(wait_disconnect)
-            await _follow(sender, store, session)
+            tg.start_soon(receive_requests)
+            await _follow(sender, store, session, followed)
     except WebSocketDisconnect:
         pass
     except (OSError, RuntimeError):

@@ -21,7 +21,12 @@
       this._title.textContent = "no scan yet in this session";
       this._area = document.createElement("div");
       this._area.className = "plot-area";
-      container.append(this._title, this._area);
+      this._spectraBar = document.createElement("div");
+      this._spectraBar.className = "spectra-bar";
+      this._spectrumArea = document.createElement("div");
+      this._spectrumArea.className = "spectrum-area";
+      container.append(this._title, this._area, this._spectraBar, this._spectrumArea);
+      this._shownSpectrum = null;
       this._connect();
     }
 
@@ -47,6 +52,7 @@
         this.state = "running";
         for (const name of [...payload.motors, ...payload.counters]) this.data[name] = [];
         this._build();
+        this._spectraButtons();
       } else if (kind === "points") {
         for (const [name, values] of Object.entries(payload)) {
           if (!this.data[name]) this.data[name] = [];
@@ -59,12 +65,49 @@
         this.state = payload.end_reason || payload.state;
         this._updateTitle();
         this._scheduleDraw();
+        if (this._shownSpectrum) this.requestSpectrum(this._shownSpectrum);
+      } else if (kind === "spectrum") {
+        this._drawSpectrum(payload);
       } else if (kind === "error") {
         this._title.textContent = payload;
       }
       this.container.dataset.points = String(this.npoints);
       this.container.dataset.state = this.state;
       this.container.dataset.scan = this.scan ? String(this.scan.number) : "";
+    }
+
+    /** Ask the server for the last point of a 1D channel (an MCA spectrum) of this scan. */
+    requestSpectrum(channel) {
+      this._shownSpectrum = channel;
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+        this.ws.send(JSON.stringify(["spectrum", channel, null]));
+      }
+    }
+
+    _spectraButtons() {
+      this._spectraBar.innerHTML = "";
+      for (const name of (this.scan && this.scan.spectra) || []) {
+        const button = document.createElement("button");
+        button.className = "spectrum-button";
+        button.textContent = "last " + name;
+        button.dataset.channel = name;
+        button.onclick = () => this.requestSpectrum(name);
+        this._spectraBar.appendChild(button);
+      }
+    }
+
+    _drawSpectrum({ channel, index, values }) {
+      this._spectrumArea.innerHTML = "";
+      this._spectrumArea.dataset.channel = channel;
+      this._spectrumArea.dataset.index = String(index);
+      const width = this._spectrumArea.clientWidth || 500;
+      const x = values.map((_, i) => i);
+      new window.uPlot({
+        width, height: 180, title: `${channel} [${index}]`,
+        series: [{ label: "bin" }, { label: channel, stroke: "#4363d8", width: 1 }],
+        scales: { x: { time: false } },
+        axes: [{ stroke: "#ccc", grid: { stroke: "#333" } }, { stroke: "#ccc", grid: { stroke: "#333" } }],
+      }, [x, values], this._spectrumArea);
     }
 
     _updateTitle() {
@@ -90,6 +133,7 @@
         this._area.appendChild(this.canvas);
         return;
       }
+      if (!s.counters.length) return;  // nothing scalar to plot (an MCA-only scan)
       const xName = s.motors[0] || null;
       const series = [{ label: xName || "point" }];
       s.counters.forEach((name, i) => series.push({
