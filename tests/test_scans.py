@@ -6,6 +6,7 @@ position snapshot, hooks, and a command called from a worker thread."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -179,6 +180,8 @@ async def test_lookupscan_and_pointscan(dev, ctx) -> None:
 async def test_counting_commands(dev, ctx) -> None:
     scan = await ct(0.01, dev.sim)
     assert scan.save is False and len(await scan.get_data("diode")) == 1
+    shown = ctx.output.getvalue()
+    assert re.search(r"\n +diode = +[0-9.e-]+\n +diode2 = ", shown)  # BLISS's ct layout
     assert (await sct(0, dev.sim)).save is True
     scan = await ct(dev.sim, run=False)  # ct(diode): 1 s on it
     assert scan.chain.top.count_time == 1.0 and "sim:diode" in scan.channels

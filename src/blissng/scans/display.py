@@ -65,8 +65,14 @@ class ScanTable:
         self._seen: dict[str, int] = {}
         self._t0 = time.monotonic()
         self.title = title
+        # One point without motors (ct, sct): counter = value lines, as BLISS shows them.
+        self.vertical = self.npoints == 1 and not any(c.startswith("axis:") for c in columns)
 
     def header(self) -> None:
+        if self.vertical:
+            self.output.write(f"\n{self.title}\n")
+            self.output.flush()
+            return
         head = f"{'#':>6}" + "".join(f"{self.labels[c]:>{self.width}}" for c in self.columns)
         self.output.write(f"\n{self.title}\n{head}\n")
         self.output.flush()
@@ -87,6 +93,19 @@ class ScanTable:
         arrays = {
             c: np.concatenate(self._data[c]) if self._data[c] else np.empty(0) for c in self.columns
         }
+        if self.vertical:
+            name_width = max(len(self.labels[c]) for c in self.columns)
+            lines = [
+                f"  {self.labels[c]:>{name_width}} = {_fmt(arrays[c][0]):>14}"
+                for c in self.columns
+                if not c.endswith(":elapsed_time")
+            ]
+            self._printed = complete
+            for c in self.columns:
+                self._data[c] = []
+            self.output.write("\n".join(lines) + "\n")
+            self.output.flush()
+            return
         row_format = self._row_format
         fmt = _fmt
         columns = [arrays[c][: complete - self._printed].tolist() for c in self.columns]
