@@ -17,6 +17,7 @@ from blissng.sim.servers import (
     ScalerSpec,
     SimControlError,
     SimHost,
+    open_demo_simulators,
     open_sim_host,
 )
 
@@ -268,3 +269,15 @@ async def test_a_private_host_with_a_single_client_scaler(tmp_path: Path) -> Non
             assert await second.readline() == "ERR 9 busy: another client is connected"
         assert (await host.stats("box"))["refused"] == 1
     assert not host.alive
+
+
+async def test_demo_simulators_start_in_two_processes_and_answer(tmp_path: Path) -> None:
+    async with open_demo_simulators(tmp_path) as demo:
+        urls = demo.urls
+        assert set(urls) == {"motors", "scaler", "trigger", "mca", "camera", "good", "bad"}
+        assert urls["motors"].startswith("serial://") and urls["bad"].startswith("unix://")
+        assert demo.host_of("bad") is demo.bad and demo.bad.pid != demo.main.pid
+        for name, url in urls.items():
+            async with connection_from_url(url, name=name) as conn:
+                assert (await conn.write_readline("*IDN?")).startswith("SIM")
+    assert not demo.main.alive and not demo.bad.alive
