@@ -51,30 +51,33 @@ def emit(metric: str, value: float, unit: str, baseline: Any, target: Any, text:
     )
 
 
-async def comm_roundtrips(conn: Connection, command: str, seconds: float) -> float:
+async def comm_roundtrips(conn: Connection, command: str, seconds: float) -> tuple[float, float]:
+    """(round trips per second, CPU microseconds of this process per round trip)."""
     n = 0
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.thread_time()
     while time.monotonic() - start < seconds:
         await conn.write_readline(command)
         n += 1
-    return n / (time.monotonic() - start)
+    return n / (time.monotonic() - start), (time.thread_time() - cpu) / n * 1e6
 
 
-def raw_tcp_roundtrips(address: tuple[str, int], command: bytes, seconds: float) -> float:
+def raw_tcp_roundtrips(
+    address: tuple[str, int], command: bytes, seconds: float
+) -> tuple[float, float]:
     with socket.create_connection(address) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         n = 0
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.thread_time()
         while time.monotonic() - start < seconds:
             sock.sendall(command)
             data = b""
             while not data.endswith(b"\n"):
                 data += sock.recv(4096)
             n += 1
-        return n / (time.monotonic() - start)
+        return n / (time.monotonic() - start), (time.thread_time() - cpu) / n * 1e6
 
 
-def raw_pty_roundtrips(path: str, command: bytes, seconds: float) -> float:
+def raw_pty_roundtrips(path: str, command: bytes, seconds: float) -> tuple[float, float]:
     import termios
     import tty
 
@@ -83,14 +86,14 @@ def raw_pty_roundtrips(path: str, command: bytes, seconds: float) -> float:
         tty.setraw(fd)
         termios.tcflush(fd, termios.TCIOFLUSH)
         n = 0
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.thread_time()
         while time.monotonic() - start < seconds:
             os.write(fd, command)
             data = b""
             while not data.endswith(b"\r\n"):
                 data += os.read(fd, 4096)
             n += 1
-        return n / (time.monotonic() - start)
+        return n / (time.monotonic() - start), (time.thread_time() - cpu) / n * 1e6
     finally:
         os.close(fd)
 
@@ -160,38 +163,42 @@ async def main(seconds: float) -> None:
         ):
             motors = connection_from_url(main_host.url("motors"), name="motors")
             async with motors:
-                pty_rate = await comm_roundtrips(motors, "?POS 1", seconds)
+                pty_rate, pty_cpu = await comm_roundtrips(motors, "?POS 1", seconds)
             pty_path = main_host["motors"].path
             assert pty_path is not None
-            raw_pty = await anyio.to_thread.run_sync(
+            raw_pty, raw_pty_cpu = await anyio.to_thread.run_sync(
                 raw_pty_roundtrips, pty_path, b"?POS 1\r", seconds
-            )
-            emit(
-                "pty_roundtrips_per_s",
-                pty_rate,
-                "1/s",
-                raw_pty,
-                1000,
-                f"pty (motor controller '?POS 1'): {pty_rate:.0f} round trips/s via blissng.comm,"
-                f" raw blocking client {raw_pty:.0f}/s",
             )
             scaler = connection_from_url(main_host.url("scaler"), name="scaler")
             async with scaler:
-                tcp_rate = await comm_roundtrips(scaler, "*IDN?", seconds)
+                tcp_rate, tcp_cpu = await comm_roundtrips(scaler, "*IDN?", seconds)
             sim = main_host["scaler"]
             assert sim.host is not None and sim.port is not None
-            raw_tcp = await anyio.to_thread.run_sync(
+            raw_tcp, raw_tcp_cpu = await anyio.to_thread.run_sync(
                 raw_tcp_roundtrips, (sim.host, sim.port), b"*IDN?\n", seconds
             )
-            emit(
-                "tcp_roundtrips_per_s",
-                tcp_rate,
-                "1/s",
-                raw_tcp,
-                1000,
-                f"tcp (scaler '*IDN?'): {tcp_rate:.0f} round trips/s via blissng.comm,"
-                f" raw blocking client {raw_tcp:.0f}/s",
-            )
+            for transport, rate, raw, cpu, raw_cpu, what in (
+                ("pty", pty_rate, raw_pty, pty_cpu, raw_pty_cpu, "motor controller '?POS 1'"),
+                ("tcp", tcp_rate, raw_tcp, tcp_cpu, raw_tcp_cpu, "scaler '*IDN?'"),
+            ):
+                emit(
+                    f"{transport}_roundtrips_per_s",
+                    rate,
+                    "1/s",
+                    raw,
+                    1000,
+                    f"{transport} ({what}): {rate:.0f} round trips/s via blissng.comm, raw"
+                    f" blocking client {raw:.0f}/s",
+                )
+                emit(
+                    f"{transport}_client_cpu_us_per_roundtrip",
+                    cpu,
+                    "us",
+                    raw_cpu,
+                    300,
+                    f"{transport}: {cpu:.0f} us of client CPU per round trip via blissng.comm"
+                    f" (asyncio), raw blocking client {raw_cpu:.0f} us (load-independent figure)",
+                )
 
             offered = 20000.0
             alone = await bad_device_throughput(bad_host, main_host, offered, 0, seconds)
