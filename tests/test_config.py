@@ -696,3 +696,12 @@ def test_a_reference_to_section_data_says_it_has_no_class(write_config, config_d
     assert (error.field, error.line) == ("members[0]", 3)
     assert "reference '$demo' names no object: 'demo' (" in str(error)
     assert "s.yml:2) has no class" in str(error)
+
+
+def test_a_file_that_is_not_text_is_reported(write_config, config_dir):
+    write_config("motors.yml", MOTORS)
+    (config_dir / "binary.yml").write_bytes(b"\xff\xfe\x00name: x\n")
+    config = Config(config_dir)
+    [error] = config.errors
+    assert error.file.name == "binary.yml" and "cannot read" in str(error)
+    assert config.get("diode").name == "diode"
