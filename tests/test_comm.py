@@ -288,3 +288,19 @@ async def test_debugon_traces_one_device_at_run_time(
         assert not [r for r in caplog.records if r.name == "blissng.comm.scaler"]
     with pytest.raises(ValueError, match="holds no blissng.comm connection"):
         debugon(object())
+
+
+async def test_a_cancelled_request_never_leaves_its_late_reply_for_the_next(
+    sims: SimHost,
+) -> None:
+    async with connect(sims, "scaler", timeout=5.0) as conn:
+        await sims.fault("scaler", "slow", delay=0.3)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.write_readline, "*IDN?")
+            with anyio.fail_after(5):  # the device has the request: abort it
+                while (await sims.stats("scaler"))["requests"] < 1:
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+        await sims.fault("scaler", "none")
+        assert await conn.write_readline("?CHAN") == "timer mon det diode"
+        assert conn.connects == 2

@@ -195,7 +195,7 @@ class Connection(abc.ABC):
         ``expect``: a regular expression the whole reply must match, else ProtocolError.
         """
         frame = self._frame(command)
-        async with self.locked():
+        async with self.locked(), self._request():
             await self._write(frame)
             line = await self._read_until(self.eol, timeout, frame)
         return self._decode(line, frame, expect)
@@ -205,14 +205,14 @@ class Connection(abc.ABC):
     ) -> list[str]:
         """Send a command line, return its ``n`` reply lines."""
         frame = self._frame(command)
-        async with self.locked():
+        async with self.locked(), self._request():
             await self._write(frame)
             return await self._readlines(n, timeout, frame)
 
     async def write_read(self, command: Command, n: int, *, timeout: float | None = None) -> bytes:
         """Send a command line, return exactly ``n`` reply bytes."""
         frame = self._frame(command)
-        async with self.locked():
+        async with self.locked(), self._request():
             await self._write(frame)
             return await self._read_exactly(n, timeout, frame)
 
@@ -223,6 +223,17 @@ class Connection(abc.ABC):
         return n
 
     # -- internals --------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _request(self) -> AsyncIterator[None]:
+        """A request cancelled (an abort) between sending and its complete reply: the reply
+        may still come and must never be taken for the next request's, so the connection is
+        closed (the next call reopens it)."""
+        try:
+            yield
+        except anyio.get_cancelled_exc_class():
+            await self._drop("request cancelled before its reply")
+            raise
 
     def _frame(self, command: Command) -> bytes:
         data = command.encode(self.encoding) if isinstance(command, str) else bytes(command)
