@@ -227,3 +227,21 @@ async def test_a_cancelled_request_never_leaves_its_reply_to_the_next_one(sims, 
     await sims.fault("scaler", "none")
     await anyio.sleep(0.4)  # no event tells when the late reply is sent: give it its 0.3 s
     assert (await scaler.client.ask("*IDN?")).startswith("SIMSCALER")
+
+
+async def test_scaler_rates_as_sampling_counters_over_tcp(sims):
+    from blissng.sim.detectors import SimScalerRates
+
+    rates = build(
+        SimScalerRates, "scaler", sims, sampling_period=0.005,
+        counters=[{"name": "mon_rate", "channel": "mon"},
+                  {"name": "mon_stats", "channel": "mon", "mode": "STATS"}],
+    )  # fmt: skip
+    try:
+        assert isinstance(rates, Acquirable)
+        values = await rates.count(0.05)
+    finally:
+        await rates.close()
+    assert values["mon_rate"] == pytest.approx(1e5, rel=0.05)  # 1e5 counts/s, 1 % noise
+    mean, n, std, _var, low, high, p2v = values["mon_stats"]
+    assert n >= 2 and std > 0 and low <= mean <= high and p2v == pytest.approx(high - low)

@@ -20,6 +20,7 @@ CLASSES: dict[str, str] = {
     "SimScalerController": "blissng.sim.counters:SimScalerController",
     "SimSerialMotorController": "blissng.sim.serial_motors:SimSerialMotorController",
     "SimTcpScaler": "blissng.sim.detectors:SimTcpScaler",
+    "SimScalerRates": "blissng.sim.detectors:SimScalerRates",
     "SimMca": "blissng.sim.detectors:SimMca",
     "SimCamera": "blissng.sim.detectors:SimCamera",
     "SimTriggerBox": "blissng.sim.trigger:SimTriggerBox",

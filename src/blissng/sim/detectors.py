@@ -8,6 +8,7 @@ They share the acquisition command set of docs/sim-protocols.md (``PREP``, ``STA
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -15,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blissng.comm import ProtocolError
 from blissng.devices.controller import check_unique_names
-from blissng.devices.counters import Counter
+from blissng.devices.counters import (
+    Counter,
+    SamplingCounter,
+    SamplingCounterController,
+    SamplingMode,
+)
 from blissng.devices.errors import DeviceError
 from blissng.devices.protocols import TriggerMode
 from blissng.devices.triggered import (
@@ -150,6 +156,72 @@ class SimTcpScaler(SimAcquisitionMixin, IntegratingCounterController):
         if len(values) != n * nchan:
             raise ProtocolError(self.name, f"READ announced {n} points, got {len(values)} values")
         return values.reshape(n, nchan)[:, self._columns]
+
+
+class SimRateCounter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    channel: str | None = Field(None, description="the scaler's channel (default: name)")
+    unit: str | None = "counts/s"
+    mode: SamplingMode = SamplingMode.MEAN
+    nsamples: int = Field(10, ge=1)
+
+
+class SimScalerRatesParameters(SimAddress):
+    counters: list[SimRateCounter]
+    sampling_period: float = Field(0.01, gt=0, description="seconds between samples")
+
+    def model_post_init(self, context: Any) -> None:
+        check_unique_names([c.name for c in self.counters], "counter")
+
+
+class SimScalerRates(SamplingCounterController):
+    """The counter box's instantaneous rates (``?RATE``) as *sampling* counters: one request
+    reads every channel, repeated over the count time and reduced with each counter's mode."""
+
+    Parameters = SimScalerRatesParameters
+
+    def __init__(self, name: str, params: SimScalerRatesParameters) -> None:
+        super().__init__(name, sampling_period=params.sampling_period)
+        self.client = SimClient(name, params.url, timeout=params.timeout)
+        self._channels = [c.channel or c.name for c in params.counters]
+        for c in params.counters:
+            self.add_counter(
+                SamplingCounter(c.name, self, mode=c.mode, unit=c.unit, nsamples=c.nsamples)
+            )
+        self._columns: list[int] = []
+        self._connected = False
+
+    @classmethod
+    def from_config(cls, name: str, params: SimScalerRatesParameters, context: Any) -> Self:
+        return cls(name, params)
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        idn = await self.client.ask("*IDN?")
+        if not idn.startswith("SIMSCALER"):
+            raise DeviceError(self.name, f"is not a SIMSCALER device (*IDN? -> {idn!r})")
+        channels = (await self.client.ask("?CHAN")).split()
+        missing = [c for c in self._channels if c not in channels]
+        if missing:
+            raise DeviceError(
+                self.name,
+                f"has no channel {', '.join(missing)} (its channels: {', '.join(channels)})",
+            )
+        self._columns = [channels.index(c) for c in self._channels]
+        self._connected = True
+
+    async def read_all(self, counters: Sequence[SamplingCounter]) -> Sequence[float]:
+        rates = await self.client.ask_numbers("?RATE")
+        try:
+            return [rates[i] for i in self._columns]
+        except IndexError:
+            raise ProtocolError(self.name, f"?RATE gave {len(rates)} values") from None
+
+    async def close(self) -> None:
+        self._connected = False
+        await self.client.close()
 
 
 # ---------------------------------------------------------------------- MCA
