@@ -129,3 +129,30 @@ def test_worker_command_needs_to_know_the_broker(tmp_path):
     assert broker_url(given) == f"redis://host:6379/{CELERY_DB}"
     exact = parser.parse_args(["--broker", "redis://host:6379/5"])
     assert broker_url(exact) == "redis://host:6379/5"
+
+
+async def test_a_job_waiting_for_a_missing_worker_says_so(celery_worker, redis_urls):
+    import redis
+
+    nobody = f"{celery_worker.queue}-nobody"
+    settings = celery_worker.settings(queue=nobody)
+    async with JobManager(redis_urls, settings=settings, session="c") as jobs:
+        job = jobs.run_job(HYPOT)
+        while job.note is None:  # checked once, NO_WORKER_CHECK s after submission
+            await anyio.sleep(0.05)
+        assert f"no Celery worker serves the queue {nobody!r}" in job.note
+        assert "blissng worker" in job.note and job.state is JobState.PENDING
+        client = async_client(redis_urls.data)
+        try:
+            doc = await read_job(client, job.id)
+            assert doc is not None and doc["note"] == job.note
+        finally:
+            await client.aclose()
+        job.cancel()
+        with pytest.raises(JobCancelled):
+            await job
+    broker = redis.Redis.from_url(celery_worker.url)
+    try:
+        broker.delete(nobody)  # the message nobody will take
+    finally:
+        broker.close()

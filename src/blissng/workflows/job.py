@@ -64,6 +64,7 @@ class Job:
         self.ended: float | None = None
         self.pid: int | None = None  # the process running it (local worker, Celery pool child)
         self.worker: str | None = None  # where it runs ("local", a Celery hostname)
+        self.note: str | None = None  # what the user should know while it waits
         self._token = token
         self._loop_thread = loop_thread
         self._scope = anyio.CancelScope()
@@ -136,6 +137,8 @@ class Job:
         ]
         if self.scan:
             lines.append(f"  scan:     {self.scan}")
+        if self.note and not self.state.finished:
+            lines.append(f"  note:     {self.note}")
         if self.started is not None:
             end = self.ended if self.ended is not None else time.time()
             lines.append(f"  ran:      {end - self.started:.3f} s")

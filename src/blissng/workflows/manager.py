@@ -266,6 +266,12 @@ class JobManager:
             if recorder is not None:
                 await recorder.running(job)
 
+        async def note(text: str) -> None:
+            job.note = text
+            log.warning("job %s: %s", job.id, text)
+            if recorder is not None:
+                await recorder.note(job)
+
         async def run() -> Any:
             if job._deferred is not None:
                 workflow, inputs = job._deferred
@@ -278,6 +284,10 @@ class JobManager:
                 await recorder.submitted(job)
                 recorded.append(True)
             executor = self._executor(job.executor)
+            if job.executor == "celery":
+                return await executor.run(
+                    job.id, job.workflow.graph, job.inputs, started, on_note=note
+                )
             return await executor.run(job.id, job.workflow.graph, job.inputs, started)
 
         try:

@@ -4,8 +4,9 @@ Keys (documented in docs/workflows.md):
 
 - ``blissng:job:<id>``    hash: id, name, source, executor, session, scan, state, submitted,
                     started, ended, inputs (JSON), result (JSON summary), error, node, worker,
-                    pid. Expires ``job_ttl`` seconds after its last change (so after the job
-                    ends; a job still running refreshes it at each change).
+                    pid, note (e.g. no Celery worker serves the queue). Expires
+                    ``job_ttl`` seconds after its last change (so after the job ends; a
+                    job still running refreshes it at each change).
 - ``blissng:jobs``        stream, one entry per state change: ``{id, state, session}``; clients
                     XREAD it to discover jobs as they are submitted and follow them. Trimmed to
                     about ``STREAM_LENGTH`` entries (its documents expire anyway).
@@ -113,6 +114,10 @@ class JobRecorder:
         }
         await self._write(job, fields)
 
+    async def note(self, job: Job) -> None:
+        """Something the user should know while the job waits (no Celery worker, ...)."""
+        await self._write(job, {"state": str(job.state), "note": job.note or ""}, stream=False)
+
     async def finished(self, job: Job, result: Any, error: BaseException | None) -> None:
         fields = {"state": str(job.state), "ended": repr(job.ended)}
         if error is not None:
@@ -124,7 +129,9 @@ class JobRecorder:
             fields["result"] = _json(result)
         await self._write(job, fields)
 
-    async def _write(self, job: Job, fields: dict[str, Any], index: bool = False) -> None:
+    async def _write(
+        self, job: Job, fields: dict[str, Any], index: bool = False, stream: bool = True
+    ) -> None:
         key = JOB_KEY.format(id=job.id)
         try:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -134,16 +141,17 @@ class JobRecorder:
                     pipe.zadd(INDEX_KEY, {job.id: job.submitted})
                     pipe.zremrangebyscore(INDEX_KEY, "-inf", time.time() - self.ttl)
                     pipe.expire(INDEX_KEY, self.ttl)
-                pipe.xadd(
-                    STREAM_KEY,
-                    {
-                        "id": job.id,
-                        "state": fields.get("state", str(job.state)),
-                        "session": self.session,
-                    },
-                    maxlen=STREAM_LENGTH,
-                    approximate=True,
-                )
+                if stream:
+                    pipe.xadd(
+                        STREAM_KEY,
+                        {
+                            "id": job.id,
+                            "state": fields.get("state", str(job.state)),
+                            "session": self.session,
+                        },
+                        maxlen=STREAM_LENGTH,
+                        approximate=True,
+                    )
                 await pipe.execute()
         except Exception as exc:
             log.warning("could not record job %s in Redis: %s", job.id, exc)

@@ -27,6 +27,7 @@ REVOKE_WAIT = 10.0
 META_CHANNEL = "celery-task-meta-{id}"
 FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 DECODE_ON_LOOP_MAX = 64 * 1024
+NO_WORKER_CHECK = 5.0  # a job not started by then: is any worker serving the queue?
 
 
 class CeleryExecutor:
@@ -58,6 +59,7 @@ class CeleryExecutor:
         inputs: Sequence[Mapping[str, Any]],
         on_started: Callable[[int | None, str | None], Awaitable[None]],
         options: Mapping[str, Any] | None = None,
+        on_note: Callable[[str], Awaitable[None]] | None = None,
     ) -> Any:
         app = await self._get_app()
         client = async_client(self.redis_url)
@@ -77,6 +79,7 @@ class CeleryExecutor:
             await anyio.to_thread.run_sync(send)
             submitted = True
             meta = await anyio.to_thread.run_sync(app.backend.get_task_meta, job_id)
+            check_at = anyio.current_time() + NO_WORKER_CHECK
             while True:
                 status = meta.get("status")
                 if status == "STARTED" and not started:
@@ -88,6 +91,13 @@ class CeleryExecutor:
                         started = True
                         await on_started(None, None)
                     return self._outcome(job_id, status, meta)
+                if not started and on_note is not None and anyio.current_time() > check_at:
+                    check_at = float("inf")
+                    if not await anyio.to_thread.run_sync(self._queue_is_served, app):
+                        await on_note(
+                            f"no Celery worker serves the queue {self.queue!r}: the job waits "
+                            f"for one (start it with `blissng worker --queue {self.queue} ...`)"
+                        )
                 meta = await self._next_meta(app, pubsub, job_id)
         except BaseException:
             if submitted:
@@ -98,6 +108,16 @@ class CeleryExecutor:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await pubsub.aclose()
                 await client.aclose()
+
+    def _queue_is_served(self, app: Any) -> bool:
+        """Does a live worker consume our queue? (a broadcast, answered within a second)"""
+        try:
+            replies = app.control.inspect(timeout=1.0).active_queues() or {}
+        except Exception:
+            return True  # cannot tell: say nothing rather than something wrong
+        return any(
+            queue.get("name") == self.queue for queues in replies.values() for queue in queues
+        )
 
     def _outcome(self, job_id: str, status: str, meta: Mapping[str, Any]) -> Any:
         result = meta.get("result")
