@@ -11,8 +11,9 @@ the tests load it with ``blissng.config.Config``):
   ``diode2`` at m2 = -0.5, ``fast`` at roby = 5, flat ``mon``), ``diode_stats`` (STATS mode)
   and the calculation counter ``diode_norm`` = diode / mon;
 - ``detectors.yml``: the TCP scaler ``scaler`` (``timer``, ``smon``, ``det`` peaking at
-  m1 = 0, ``sdiode`` at m1 = m2 = 0), the trigger box ``trigger``, the MCA ``mca`` (with
-  regions of interest), the camera ``camera`` and the ``good`` and ``bad`` streaming devices.
+  m1 = 0, ``sdiode`` at m1 = m2 = 0), its rates as sampling counters (``rates``:
+  ``mon_rate``, ``det_rate``), the trigger box ``trigger``, the MCA ``mca`` (with regions of
+  interest), the camera ``camera`` and the ``good`` and ``bad`` streaming devices.
 
 How the configuration finds the simulators
 ------------------------------------------
