@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start Redis (embedded unless --redis), load the configuration and run "
         "until SIGTERM/SIGINT (headless) or until the local shell exits.",
     )
-    serve.add_argument("--config", required=True, type=Path, metavar="DIR", help="YAML tree")
+    serve.add_argument(
+        "--config", required=True, type=Path, metavar="DIR", help="the directory of YAML files"
+    )
     _runtime_options(serve, "one per configuration directory")
 
     check = commands.add_parser(
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build every object of the configuration (without connecting to any "
         "hardware or Redis); print each problem on one line; exit 1 if there is any.",
     )
-    check.add_argument("--config", required=True, type=Path, metavar="DIR", help="YAML tree")
+    check.add_argument(
+        "--config", required=True, type=Path, metavar="DIR", help="the directory of YAML files"
+    )
 
     demo = commands.add_parser(
         "demo",
