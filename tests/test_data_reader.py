@@ -224,6 +224,7 @@ async def test_list_last_and_wait_state(redis_urls):
         assert [s.number for s in await store.scans("demo")] == [1, 3]
         assert (await store.last_scan("demo")).id == third.scan_id
         assert (await store.last_scan("other")).number == 2
+        assert (await store.get_scan(f"blissng:scan:{first.scan_id}")).id == first.scan_id
         with pytest.raises(ScanNotFound):
             await store.last_scan("nobody")
         # wait_state on a closed scan returns at once; on a live one, when it gets there

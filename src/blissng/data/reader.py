@@ -126,6 +126,9 @@ class DataStore:
     async def get_scan(self, scan_id: str) -> ScanView:
         """A scan by id; from a registered file fallback when it expired from Redis;
         :class:`ScanNotFound` (a :class:`DataGone`) otherwise."""
+        prefix = keys.scan_key("")
+        if scan_id.startswith(prefix):  # the scan's key works too
+            scan_id = scan_id[len(prefix) :]
         view = await self._view(scan_id)
         if view is not None:
             return view
