@@ -20,11 +20,11 @@ import redis
 import blissng
 from blissng.redisdb.server import url_with_db
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(180)
 
 BLISSNG = Path(sys.executable).parent / "blissng"
 COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
-READY_TIMEOUT = 30.0  # demo target is 3 s; a loaded 2-core CI machine gets a wide margin
+READY_TIMEOUT = 60.0  # demo target is 3 s; a loaded, shared 2-core machine took 13 s
 
 
 @pytest.fixture
