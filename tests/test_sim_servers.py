@@ -13,12 +13,14 @@ import pytest
 
 from blissng.comm import Connection, connection_from_url
 from blissng.sim.servers import (
+    GoodDeviceSpec,
     HostSpec,
     ScalerSpec,
     SimControlError,
     SimHost,
     open_demo_simulators,
     open_sim_host,
+    start_sim_host,
 )
 
 pytestmark = pytest.mark.anyio
@@ -281,3 +283,12 @@ async def test_demo_simulators_start_in_two_processes_and_answer(tmp_path: Path)
             async with connection_from_url(url, name=name) as conn:
                 assert (await conn.write_readline("*IDN?")).startswith("SIM")
     assert not demo.main.alive and not demo.bad.alive
+
+
+def test_a_sim_host_exits_when_its_parent_goes_away(tmp_path: Path) -> None:
+    with start_sim_host(HostSpec(directory=tmp_path, simulators={"g": GoodDeviceSpec()})) as host:
+        assert host.call_sync(None, "ping") == "pong"
+        assert host.process.stdin is not None
+        host.process.stdin.close()  # what the kernel does when the parent dies
+        assert host.process.wait(timeout=10) == 0
+        assert not (tmp_path / "control.sock").exists()

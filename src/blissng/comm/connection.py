@@ -75,8 +75,13 @@ class Connection(abc.ABC):
         self._buffer = bytearray()
         self._open = False
         self.connects = 0  # how many times the transport was (re)opened
+        self._late_reply_possible = False
+        self.late_replies_skipped = 0
 
     # -- transport (subclasses) -------------------------------------------------------------
+
+    # Reopening a serial line does not stop a reply still on its way; a new socket is clean.
+    REOPEN_DISCARDS_LATE_REPLIES = True
 
     @property
     @abc.abstractmethod
@@ -192,12 +197,26 @@ class Connection(abc.ABC):
     ) -> str:
         """Send a command line, return its one-line reply (decoded, terminator stripped).
 
-        ``expect``: a regular expression the whole reply must match, else ProtocolError.
+        ``expect``: a regular expression the whole reply must match, else ProtocolError. On a
+        line that cannot be reset (serial) after a timed-out or cancelled request, replies
+        that do not match are taken for that request's late reply and skipped (traced).
         """
         frame = self._frame(command)
+        limit = self.timeout if timeout is None else timeout
+        deadline = anyio.current_time() + limit
         async with self.locked(), self._request():
             await self._write(frame)
-            line = await self._read_until(self.eol, timeout, frame)
+            while True:
+                remaining = max(deadline - anyio.current_time(), 1e-6)
+                line = await self._read_until(self.eol, remaining, frame)
+                if expect is None or not self._late_reply_possible:
+                    break
+                text = line.decode(self.encoding, "replace")
+                if re.fullmatch(expect, text) is not None:
+                    self._late_reply_possible = False
+                    break
+                self.late_replies_skipped += 1
+                self._trace(f"skipped {text!r}: the late reply of an earlier request")
         return self._decode(line, frame, expect)
 
     async def write_readlines(
@@ -233,6 +252,7 @@ class Connection(abc.ABC):
             yield
         except anyio.get_cancelled_exc_class():
             await self._drop("request cancelled before its reply")
+            self._late_reply_possible = not self.REOPEN_DISCARDS_LATE_REPLIES
             raise
 
     def _frame(self, command: Command) -> bytes:
@@ -346,6 +366,8 @@ class Connection(abc.ABC):
         if self.close_on_timeout:
             # A late reply must never be taken for the answer to the next command.
             await self._drop(f"timeout after {waited:.3f} s")
+        if command is not None:
+            self._late_reply_possible = not self.REOPEN_DISCARDS_LATE_REPLIES
         raise CommTimeout(self.name, waited, command=command, what=what, timeout=limit)
 
     async def _read_until(

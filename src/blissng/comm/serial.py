@@ -16,7 +16,13 @@ class SerialConnection(Connection):
 
     ``serial_options`` go to :class:`serial.Serial` (bytesize, parity, stopbits, rtscts,
     exclusive, ...). Runs on the asyncio backend (pyserial-asyncio is asyncio-only).
+
+    After a request timed out (or was cancelled), its reply may still arrive on the line, even
+    after the port is reopened: pass ``expect=`` to ``write_readline`` so that such a late
+    reply is recognised and skipped.
     """
+
+    REOPEN_DISCARDS_LATE_REPLIES = False
 
     def __init__(
         self,
