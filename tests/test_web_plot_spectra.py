@@ -80,3 +80,56 @@ def test_last_spectrum_of_the_scan_on_demand(served: ServerThread) -> None:
         assert kind == "error" and "no channel 'nope'" in payload
     finally:
         plot.close()
+
+
+CAMERA_CONFIG = """
+- name: camera
+  class: SimCamera
+  url: sim://camera
+"""
+
+
+@pytest.mark.timeout(120)
+def test_last_camera_frame_on_demand(
+    sims: Any, write_config: Any, config_dir: Path, redis_urls: RedisUrls, tmp_path: Path
+) -> None:
+    register_simulators(sims.urls)
+    write_config("beamline.yml", CAMERA_CONFIG)
+    session = Session(
+        "cam",
+        config=Config(config_dir),
+        redis=redis_urls,
+        scan_saving={"base_path": str(tmp_path / "data")},
+    )
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[session],
+        data_url=redis_urls.data,
+    )
+    try:
+        with ServerThread(app, uds=tmp_path / "web.sock") as served:
+            plot = served.connect("/ws/plot/cam", token=TOKEN)
+            try:
+                with ConsoleClient.open(served, "cam", token=TOKEN) as tab:
+                    out = tab.run("loopscan(2, 0.01, camera)", timeout=60)
+                    assert "!!!" not in out, out
+                deadline = time.monotonic() + 60
+                while True:
+                    kind, payload = json.loads(plot.recv(timeout=deadline - time.monotonic()))
+                    if kind == "scan":
+                        description = payload
+                    elif kind == "end":
+                        break
+                (images,) = description["images"]
+                plot.send(json.dumps(["frame", images, None]))
+                kind, payload = json.loads(plot.recv(timeout=30))
+                assert kind == "frame", payload
+                rows, columns = payload["shape"]
+                assert 0 < rows <= 256 and 0 < columns <= 256
+                assert len(payload["pixels"]) == rows * columns
+                assert max(payload["pixels"]) == 255 and payload["index"] == 1
+            finally:
+                plot.close()
+    finally:
+        unregister_simulators(list(sims.urls))

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from blissng.shell.consoles import ShellHub
@@ -127,9 +128,39 @@ async def _follow(sender: Sender, store: Any, session: str, followed: dict[str, 
             tg.start_soon(stream, scan, current)
 
 
+MAX_FRAME_SIDE = 256  # pixels sent to the page per side (frames are decimated to fit)
+
+
+def load_frame(reference: Any) -> dict[str, Any]:
+    """A referenced 2D frame (``REFERENCE_DTYPE`` record: file, dataset, index), read from its
+    HDF5 file (call in a worker thread), decimated and scaled to 8 bits for the page."""
+    import h5py
+    import numpy as np
+
+    path = bytes(reference["file"]).rstrip(b"\0").decode()
+    dataset = bytes(reference["dataset"]).rstrip(b"\0").decode()
+    index = int(reference["index"])
+    with h5py.File(path, "r", locking=False) as file:
+        frame = np.asarray(file[dataset][index], dtype=np.float64)
+    step = max(1, -(-max(frame.shape) // MAX_FRAME_SIDE))
+    small = frame[::step, ::step]
+    low, high = float(small.min()), float(small.max())
+    scaled = np.zeros(small.shape, dtype=np.uint8)
+    if high > low:
+        scaled = np.rint((small - low) * (255.0 / (high - low))).astype(np.uint8)
+    return {
+        "shape": list(scaled.shape),
+        "pixels": scaled.ravel().tolist(),
+        "min": low,
+        "max": high,
+        "source": f"{path}::{dataset}[{index}]",
+    }
+
+
 async def _answer(sender: Sender, text: str | None, scan: Any) -> None:
     """``["spectrum", channel, index or null]``: one point of a 1D channel (an MCA spectrum)
-    of the followed scan, on demand (the last one for null)."""
+    of the followed scan, on demand (the last one for null); ``["frame", ...]`` the same for
+    a 2D detector's reference channel (the frame is read from its file)."""
     from blissng.data import DataError
 
     try:
@@ -138,7 +169,7 @@ async def _answer(sender: Sender, text: str | None, scan: Any) -> None:
     except (ValueError, IndexError, TypeError, KeyError):
         await sender.send("error", 'malformed request: expected ["spectrum", channel, index]')
         return
-    if kind != "spectrum":
+    if kind not in ("spectrum", "frame"):
         await sender.send("error", f"unknown request {kind!r}")
         return
     if scan is None or channel not in scan.channels:
@@ -152,8 +183,13 @@ async def _answer(sender: Sender, text: str | None, scan: Any) -> None:
                 await sender.send("error", f"{channel}: no point yet")
                 return
         values = await view.get(int(index), int(index) + 1)
-    except (DataError, ValueError) as exc:
+        if kind == "frame":
+            frame = await anyio.to_thread.run_sync(load_frame, values[0])
+    except (DataError, ValueError, OSError, KeyError) as exc:
         await sender.send("error", f"{channel}[{index}]: {exc}")
+        return
+    if kind == "frame":
+        await sender.send("frame", {"channel": channel, "index": int(index), **frame})
         return
     await sender.send(
         "spectrum", {"channel": channel, "index": int(index), "values": _jsonable(values[0])}

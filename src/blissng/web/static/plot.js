@@ -65,9 +65,11 @@
         this.state = payload.end_reason || payload.state;
         this._updateTitle();
         this._scheduleDraw();
-        if (this._shownSpectrum) this.requestSpectrum(this._shownSpectrum);
+        if (this._shownSpectrum) this._request(this._shownKind, this._shownSpectrum);
       } else if (kind === "spectrum") {
         this._drawSpectrum(payload);
+      } else if (kind === "frame") {
+        this._drawFrame(payload);
       } else if (kind === "error") {
         this._title.textContent = payload;
       }
@@ -77,23 +79,53 @@
     }
 
     /** Ask the server for the last point of a 1D channel (an MCA spectrum) of this scan. */
-    requestSpectrum(channel) {
+    requestSpectrum(channel) { this._request("spectrum", channel); }
+
+    /** Ask for the last frame of a 2D detector (read by the server from its file). */
+    requestFrame(channel) { this._request("frame", channel); }
+
+    _request(kind, channel) {
       this._shownSpectrum = channel;
+      this._shownKind = kind;
       if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-        this.ws.send(JSON.stringify(["spectrum", channel, null]));
+        this.ws.send(JSON.stringify([kind, channel, null]));
       }
+    }
+
+    _drawFrame({ channel, index, shape, pixels, min, max }) {
+      this._spectrumArea.innerHTML = "";
+      this._spectrumArea.dataset.channel = channel;
+      this._spectrumArea.dataset.index = String(index);
+      const [rows, cols] = shape;
+      const title = document.createElement("div");
+      title.className = "plot-title";
+      title.textContent = `${channel} [${index}] (${min} .. ${max})`;
+      const canvas = document.createElement("canvas");
+      canvas.width = cols;
+      canvas.height = rows;
+      canvas.className = "frame";
+      const image = canvas.getContext("2d").createImageData(cols, rows);
+      for (let i = 0; i < pixels.length; i++) {
+        const v = pixels[i];
+        image.data[4 * i] = v; image.data[4 * i + 1] = v; image.data[4 * i + 2] = v;
+        image.data[4 * i + 3] = 255;
+      }
+      canvas.getContext("2d").putImageData(image, 0, 0);
+      this._spectrumArea.append(title, canvas);
     }
 
     _spectraButtons() {
       this._spectraBar.innerHTML = "";
-      for (const name of (this.scan && this.scan.spectra) || []) {
+      const add = (name, kind) => {
         const button = document.createElement("button");
         button.className = "spectrum-button";
         button.textContent = "last " + name;
         button.dataset.channel = name;
-        button.onclick = () => this.requestSpectrum(name);
+        button.onclick = () => this._request(kind, name);
         this._spectraBar.appendChild(button);
-      }
+      };
+      for (const name of (this.scan && this.scan.spectra) || []) add(name, "spectrum");
+      for (const name of (this.scan && this.scan.images) || []) add(name, "frame");
     }
 
     _drawSpectrum({ channel, index, values }) {
