@@ -302,3 +302,33 @@ async def test_zero_time_moves_never_sleep():
         await m1.move(i)
     per_move = (time.perf_counter() - start) / n
     assert per_move < 500e-6  # a few µs in practice; polling_interval (10 ms) never waited
+
+
+@pytest.mark.parametrize("instant", [True, False])
+async def test_slit_siblings_started_one_after_the_other_are_merged(instant):
+    """What a scan master does with a2scan(s1g, ..., s1o, ...): start both, then wait both."""
+    from blissng.devices.calc import CalcAxisParameters, Slit
+
+    ctrl = mockup(
+        {"name": "low", "velocity": 20, "acceleration": 1000},
+        {"name": "high", "velocity": 20, "acceleration": 1000},
+        instant=instant,
+    )
+    low, high = ctrl.child("low"), ctrl.child("high")
+    slit = Slit(
+        "s1",
+        {"low": low, "high": high},
+        [CalcAxisParameters(name="gap", tag="gap"), CalcAxisParameters(name="off", tag="offset")],
+    )
+    gap, offset = slit.child("gap"), slit.child("off")
+    await gap.move(2, wait=False)
+    await offset.move(0.5, wait=False)
+    await gap.wait_move()
+    await offset.wait_move()
+    assert (low.position, high.position) == (-0.5, 1.5)
+    assert (gap.position, offset.position) == (2, 0.5)
+    # a blade moved directly is not merged into: the calculated move is refused
+    await low.move(-3, wait=False)
+    with pytest.raises(AxisBusyError, match="off: low of s1 still moving"):
+        await offset.move(0, wait=False)
+    await low.wait_move()

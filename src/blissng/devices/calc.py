@@ -80,8 +80,11 @@ class CalcAxis:
             await axis.read_position()
         return self.position
 
-    def real_targets(self, target: float) -> dict[Axis, float]:
-        """The real positions a move to ``target`` goes to; limits checked (no I/O)."""
+    def real_targets(
+        self, target: float, calcs: dict[str, float] | None = None
+    ) -> dict[Axis, float]:
+        """The real positions a move to ``target`` goes to (the other calculated axes staying
+        at ``calcs``, default where they are); limits checked, no I/O."""
         low, high = self.limits
         if not low <= target <= high:
             raise LimitError(
@@ -90,7 +93,7 @@ class CalcAxis:
                 "nothing moved",
             )
         controller = self.controller
-        calcs = controller.calc_positions()
+        calcs = dict(calcs) if calcs is not None else controller.calc_positions()
         calcs[self.tag] = float(target)
         reals = controller.calc_to_real(calcs)
         targets = {controller.reals[tag]: value for tag, value in reals.items()}
@@ -104,18 +107,23 @@ class CalcAxis:
         return targets
 
     async def move(self, target: float, wait: bool = True) -> None:
-        await self.controller.connect()
-        moving = [axis.name for axis in self.controller.reals.values() if axis.is_moving]
-        if moving:
-            siblings = ", ".join(a.name for a in self.controller.axes.values() if a is not self)
+        """Move; if a sibling's move (started by this controller) still runs, the two are
+        merged: the reals are redirected to where both calculated targets lead (so a scan may
+        start ``s1g`` and ``s1o`` one after the other with ``wait=False``)."""
+        controller = self.controller
+        await controller.connect()
+        moving = [axis.name for axis in controller.reals.values() if axis.is_moving]
+        if not moving:
+            await controller._start(self, float(target), None, wait)
+            return
+        pending = controller._pending_calcs()
+        if pending is None:
             raise AxisBusyError(
                 self.name,
-                f"{', '.join(moving)} of {self.controller.name} still moving; to move "
-                f"{self.name} with {siblings or 'another axis'}, move them as one: "
-                f"Group({self.name}, ...).move({{...}})",
+                f"{', '.join(moving)} of {controller.name} still moving (not moved through "
+                f"{controller.name}); stop or wait for them first",
             )
-        targets = self.real_targets(target)
-        await self.controller.group.move(targets, wait=wait)
+        await controller._start(self, float(target), pending, wait)
 
     async def move_relative(self, delta: float, wait: bool = True) -> None:
         await self.move(self.position + float(delta), wait=wait)
@@ -218,6 +226,8 @@ class CalcController:
             raise DeviceError(name, f"needs real motors for {', '.join(sorted(missing))}")
         self.reals = dict(reals)
         self.group = Group(*self.reals.values())
+        self._motion_calcs: dict[str, float] | None = None  # targets of the motion we started
+        self._motions: dict[Axis, Any] = {}
         self.axes: dict[str, CalcAxis] = {}
         for params in axes:
             if self.calc_tags and params.tag not in self.calc_tags:
@@ -249,6 +259,30 @@ class CalcController:
     async def connect(self) -> None:
         for axis in self.reals.values():
             await axis.connect()
+
+    async def _start(
+        self, axis: CalcAxis, target: float, calcs: dict[str, float] | None, wait: bool
+    ) -> None:
+        """Start (or redirect, when ``calcs`` are the running motion's) a move of ``axis``."""
+        base = calcs if calcs is not None else self.calc_positions()
+        targets = axis.real_targets(target, base)  # every limit checked before stopping
+        if calcs is not None:
+            await self.group.stop()
+        merged = dict(base)
+        merged[axis.tag] = target
+        self._motion_calcs = None
+        await self.group.move(targets, wait=False)
+        self._motion_calcs = merged
+        self._motions = {real: real._motion for real in targets}
+        if wait:
+            await self.group.wait_move()
+
+    def _pending_calcs(self) -> dict[str, float] | None:
+        """The calculated targets of the running motion, if this controller started it."""
+        calcs, motions = self._motion_calcs, self._motions
+        if calcs is None or any(real._motion is not m for real, m in motions.items()):
+            return None
+        return calcs
 
     def calc_positions(self) -> dict[str, float]:
         return self.calc_from_real({tag: axis.position for tag, axis in self.reals.items()})
