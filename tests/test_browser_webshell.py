@@ -228,7 +228,11 @@ def served_with_mca(
     from blissng.sim.addresses import register_simulators, unregister_simulators
 
     register_simulators(sims.urls)
-    write_config("mca.yml", "- name: mca\n  class: SimMca\n  url: sim://mca\n  nbins: 1024\n")
+    write_config(
+        "detectors.yml",
+        "- name: mca\n  class: SimMca\n  url: sim://mca\n  nbins: 1024\n"
+        "- name: camera\n  class: SimCamera\n  url: sim://camera\n",
+    )
     session = Session(
         "demo",
         config=Config(config_dir),
@@ -249,14 +253,16 @@ def served_with_mca(
 
 
 @pytest.mark.timeout(120)
-def test_an_mca_spectrum_is_shown_on_demand(browser: Any, served_with_mca: ServerThread) -> None:
+def test_an_mca_spectrum_and_a_camera_frame_on_demand(
+    browser: Any, served_with_mca: ServerThread
+) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 800})
     try:
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto(f"{served_with_mca.base_url}/?token={TOKEN}")
         wait_terminal(page, "demo [1]:")
-        type_command(page, "loopscan(3, 0.01, mca)")
+        type_command(page, "loopscan(3, 0.01, mca, camera)")
         page.wait_for_function(
             "() => document.querySelector('section[data-session=demo] .plot')"
             ".dataset.state === 'success'"
@@ -270,5 +276,18 @@ def test_an_mca_spectrum_is_shown_on_demand(browser: Any, served_with_mca: Serve
         assert area.locator("canvas").count() >= 1
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "webshell-mca.png"))
+        page.locator("button.spectrum-button[data-channel^='camera']").click()
+        page.wait_for_selector("section[data-session=demo] .spectrum-area canvas.frame")
+        lit = page.evaluate(
+            """() => {
+                const c = document.querySelector('section[data-session=demo] canvas.frame');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                for (let i = 0; i < d.length; i += 4) if (d[i] > 0) n++;
+                return n;
+            }"""
+        )
+        assert lit > 0
+        page.screenshot(path=str(ARTIFACTS / "webshell-camera.png"))
     finally:
         context.close()
