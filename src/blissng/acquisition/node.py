@@ -263,16 +263,18 @@ class AcquisitionMaster(AcquisitionNode):
 
 
 class ChildWorkers:
-    """One task per child, started once per scan, woken at each point: a fan-out that costs
-    two task switches per child instead of a task group per point.
+    """Concurrent points of several children without a task per point.
 
-    The first failure wakes the master at once (it raises; the chain's task group then
-    cancels the workers). ``close`` makes the workers return.
+    The first child's point runs inline, in the master's task; each other child has one
+    worker task, started once per scan in the chain's task group and woken at each point by
+    one event shared by all workers. The first failure wakes the master at once (it raises;
+    the chain's task group then cancels the workers). ``close`` makes the workers return.
     """
 
     def __init__(self, children: Sequence[AcquisitionNode]) -> None:
         self.children = list(children)
-        self._go: list[anyio.Event] = []
+        self._inline = self.children[0]
+        self._go: anyio.Event | None = None  # set to start the next round
         self._done: anyio.Event | None = None
         self._pending = 0
         self._error: BaseException | None = None
@@ -280,14 +282,16 @@ class ChildWorkers:
         self._closed = False
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
-        self._go = [anyio.Event() for _ in self.children]
-        for i, child in enumerate(self.children):
-            tg.start_soon(self._work, i, child, name=f"{child.name} point worker")
+        self._go = first_round = anyio.Event()
+        for child in self.children[1:]:
+            # the first round's event is passed in: the task may start after that round began
+            tg.start_soon(self._work, child, first_round, name=f"{child.name} point worker")
 
-    async def _work(self, i: int, child: AcquisitionNode) -> None:
+    async def _work(self, child: AcquisitionNode, go: anyio.Event) -> None:
         while True:
-            await self._go[i].wait()
-            self._go[i] = anyio.Event()
+            await go.wait()
+            # the master made the next round's event before setting this one
+            go = self._go  # type: ignore[assignment]
             if self._closed:
                 return
             try:
@@ -302,19 +306,25 @@ class ChildWorkers:
                 if self._pending == 0 and self._done is not None:
                     self._done.set()
 
+    def _start_round(self) -> None:
+        go, self._go = self._go, anyio.Event()
+        assert go is not None
+        go.set()
+
     async def run(self, until: float) -> None:
         self._until = until
         self._error = None
-        self._pending = len(self.children)
+        self._pending = len(self.children) - 1
         done = self._done = anyio.Event()
-        for go in self._go:
-            go.set()
-        await done.wait()
+        self._start_round()
+        await self._inline.acquire(until)
+        if self._pending:
+            await done.wait()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
 
     def close(self) -> None:
         self._closed = True
-        for go in self._go:
-            go.set()
+        if self._go is not None:
+            self._start_round()
