@@ -533,3 +533,19 @@ def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
     assert shell.process.poll() is None
     shell.process.send_signal(signal.SIGTERM)
     assert shell.process.wait(30) == 0
+
+
+def test_sigterm_cancels_a_running_command_and_stops(pty_serve):
+    shell = pty_serve
+    shell.read_until(b">>>")
+    mark = len(shell.output)
+    shell.type(b"import asyncio; 'imported'\r")
+    shell.read_until(b"'imported'", start=mark)
+    mark = len(shell.output)
+    started = time.monotonic()
+    shell.type(b"await asyncio.sleep(60)\r")
+    shell.read_until(b"\x1b[?2004l", start=mark)  # the line was accepted: the command runs
+    shell.process.send_signal(signal.SIGTERM)
+    assert shell.process.wait(45) == 0
+    assert time.monotonic() - started < 45  # not the 60 s of the sleep
+    shell.read_until(b"stopped")

@@ -526,9 +526,9 @@ async def run_local_shell(
 ) -> None:
     """A ptpython prompt on this terminal with the configuration's objects; ``await`` works.
 
-    Ends with Ctrl-D, or when ``stop`` is set (SIGTERM): then the prompt is asked to exit,
-    because ptpython's loop swallows cancellation while it reads input (it would retry
-    forever). A command running at that moment finishes first.
+    Ends with Ctrl-D, or when ``stop`` is set (SIGTERM): then a running command is cancelled
+    and the prompt is asked to exit (not cancelled: ptpython's loop swallows cancellation
+    while it reads input, and would retry forever).
 
     Ctrl-C (SIGINT) during a command cancels it: ptpython installs that handler around each
     command, and removes it afterwards; between commands, a SIGINT only logs (it must not
@@ -559,10 +559,18 @@ async def run_local_shell(
         log.info("Ctrl-C: no command is running (Ctrl-D leaves the shell)")
 
     run_command = repl.run_and_show_expression_async
+    running: set[anyio.CancelScope] = set()  # the command being run, cancelled on stop
 
     async def run_and_show(text: str) -> Any:
         try:
-            return await run_command(text)
+            with anyio.CancelScope() as scope:
+                if stop.is_set():
+                    scope.cancel()
+                running.add(scope)
+                try:
+                    return await run_command(text)
+                finally:
+                    running.discard(scope)
         finally:  # ptpython removed its SIGINT handler: SIGINT between commands only logs
             loop.add_signal_handler(signal.SIGINT, idle_sigint)
 
@@ -576,6 +584,8 @@ async def run_local_shell(
             raise EOFError
 
         repl.read = read  # type: ignore[method-assign]
+        for scope in running:  # a running command is aborted (its cleanup still runs)
+            scope.cancel()
         while True:  # the prompt runs in its own thread and loop: ask it there
             app = repl.app
             if app.is_running and app.loop is not None:
