@@ -855,3 +855,17 @@ async def test_abort_while_paused_stops_everything(paused_by: str) -> None:
     assert isinstance(outcome[0], ScanAborted)
     assert control.state is ScanState.ABORTED
     assert journal[-2:] == ["m1.stop", "diode_ctrl.stop"]
+
+
+async def test_a_software_device_returning_two_points_for_one_trigger_is_refused() -> None:
+    journal: list[str] = []
+    chain, _, ctrl = step_chain(journal, npoints=3)
+    original_trigger = ctrl.trigger
+
+    async def double_trigger() -> None:
+        await original_trigger()
+        await original_trigger()
+
+    ctrl.trigger = double_trigger  # type: ignore[method-assign]
+    with pytest.raises(AcquisitionError, match=r"diode_ctrl failed in read: read\(\) returned 2"):
+        await chain.run()

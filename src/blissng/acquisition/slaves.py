@@ -150,8 +150,15 @@ class AcquirableSlave(AcquisitionSlave):
             data = await self.acquirable.read()
         except Exception as exc:
             raise self.error("read", exc) from exc
-        if self._count(data) == 0:
+        n = self._count(data)
+        if n == 0:
             data = await self._poll_point()
+        elif n > self.frames_per_trigger:
+            raise self.error(
+                "read",
+                f"read() returned {n} points after one trigger (expected "
+                f"{self.frames_per_trigger}): the points of one trigger would get several indices",
+            )
         self._pending = data
 
     async def _poll_point(self) -> Mapping[str, np.ndarray]:
