@@ -869,3 +869,11 @@ async def test_a_software_device_returning_two_points_for_one_trigger_is_refused
     ctrl.trigger = double_trigger  # type: ignore[method-assign]
     with pytest.raises(AcquisitionError, match=r"diode_ctrl failed in read: read\(\) returned 2"):
         await chain.run()
+
+
+async def test_a_chain_runs_once() -> None:
+    journal: list[str] = []
+    chain, _, _ = step_chain(journal, npoints=1)
+    await chain.run()
+    with pytest.raises(RuntimeError, match="build a new chain for each scan"):
+        await chain.run()

@@ -145,6 +145,11 @@ class AcquisitionChain:
         """
         if self._running:
             raise RuntimeError("this chain is already running")
+        if any(channel.ended for channel in self.channels):
+            raise RuntimeError(
+                "this chain has already run and its channels are sealed: build a new chain "
+                "for each scan"
+            )
         control = control if control is not None else ScanControl()
         top = self.top
         levels = self.levels()
