@@ -162,7 +162,7 @@ async def test_trigger_box_drives_mca_and_camera(ctx, sim_host, write_config, co
     pulses = 8
     # A period far above the count time: the simulator process shares 2 loaded cores and a
     # detector still busy when a pulse comes misses it (that is what real ones do too).
-    scan = await triggerscan(trigger, pulses, 0.2, mca, camera, scaler, count_time=0.01)
+    scan = await triggerscan(trigger, pulses, 0.3, mca, camera, scaler, count_time=0.01)
     assert scan.state == "done"
     data = await scan.get_data()
     assert data["mca:spectrum"].shape == (pulses, 1024)
