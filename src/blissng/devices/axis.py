@@ -520,6 +520,11 @@ class Axis:
         try:
             await self._start_next(motion)
         except BaseException:
+            # The start command may have reached the controller before the error or the
+            # cancellation: stop, so that the motor never runs unwatched.
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + STOP_DEADLINE
+                await self._stop_after_error()
             self._abort_begin(motion)
             raise
         if wait:
@@ -605,8 +610,8 @@ class Axis:
         try:
             await self.controller.stop(self)
             await self._settle()
-        except Exception:
-            log.exception("could not stop %s after an error", self.name)
+        except Exception as exc:
+            log.warning("could not stop %s after an error: %s", self.name, exc)
 
     async def _settle(self) -> None:
         """Poll until the controller no longer reports MOVING; refresh position and state."""
