@@ -234,3 +234,45 @@ async def test_a_scan_id_is_unique(redis_urls):
     with pytest.raises(DataPublishError, match="already exists"):
         async with ScanPublisher(redis_urls.data, again, [ChannelSpec("x", "float64")]):
             pass
+
+
+@pytest.mark.timeout(120)
+async def test_redis_out_of_memory_holds_the_scan_until_room_is_made(tmp_path):
+    """Redis refuses writes (OOM): the publisher holds its data, says so, and goes on without
+    loss or duplicate once the guard frees written data; a scan held too long fails."""
+    server = start_one("data", tmp_path / "redis", persistent=False, maxmemory="12mb")
+    url = server.url
+    client = aredis.Redis.from_url(url)
+    try:
+        filler = await fill(url, 1, 6)
+        await acknowledge(client, filler.scan_id, {"spectrum": 6 * ROWS})
+        await mark_scan_written(client, filler.scan_id)
+        channel = Channel(ChannelSpec("spectrum", "float64", (1024,)))
+        options = PublisherOptions(memory_full_timeout=60, check_memory=False)
+        async with ScanPublisher(url, doc(2), [channel], options=options) as pub:
+            for i in range(8):
+                await channel.emit(np.full((ROWS, 1024), i, dtype="f8"))
+            with anyio.fail_after(20):
+                while pub.status.state != "memory_full":
+                    await anyio.sleep(0.01)
+            assert "OOM" in pub.status.message or "maxmemory" in pub.status.message
+            status = await MemoryGuard(client, threshold=0.5).check()
+            assert status.trimmed_entries >= 6
+            await pub.close()
+        entries = await client.xrange(pub.stream_keys["spectrum"])
+        starts = [int(e[0].split(b"-")[0]) for e in entries]
+        assert starts == [i * ROWS for i in range(9)]  # 8 entries and the seal
+        firsts = [np.frombuffer(f[b"d"], "<f8")[0] for _, f in entries[:-1]]
+        assert firsts == list(range(8))
+
+        # No room is ever made: the scan fails after memory_full_timeout, clearly.
+        channel = Channel(ChannelSpec("spectrum", "float64", (1024,)))
+        options = PublisherOptions(memory_full_timeout=0.5, check_memory=False, close_timeout=2)
+        with anyio.fail_after(30), pytest.raises(DataPublishError, match="full of unwritten"):
+            async with ScanPublisher(url, doc(3), [channel], options=options):
+                for i in range(20):
+                    await channel.emit(np.full((ROWS, 1024), i, dtype="f8"))
+                    await anyio.sleep(0.01)
+    finally:
+        await client.aclose()
+        server.stop()

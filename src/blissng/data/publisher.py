@@ -684,15 +684,12 @@ class ScanPublisher:
         first = len(commands)
         sent_data: list[tuple[_ChannelState, list[_Entry]]] = []
         seals: list[_ChannelState] = []
-        # (stream key, entry id) of each stream command, in pipeline order, for gap repair.
-        stream_adds: list[tuple[str, str] | None] = []
         for ch in self._channels.values():
             if not hold_data and (ch.pending or ch.inflight):
                 entries = self._merge(ch)
                 for entry in entries:
                     entry_id = keys.entry_id(entry.index)
                     commands.append((b"XADD", ch.key, entry_id, b"n", entry.n, b"d", entry.payload))
-                    stream_adds.append((ch.key, entry_id))
                 sent_data.append((ch, entries))
             if (
                 ch.end_length is not None
@@ -701,11 +698,9 @@ class ScanPublisher:
             ):
                 entry_id = keys.entry_id(ch.end_length)
                 commands.append((b"XADD", ch.key, entry_id, b"end", ch.end_length))
-                stream_adds.append((ch.key, entry_id))
                 seals.append(ch)
             if ch in trims:
                 commands.append((b"XTRIM", ch.key, b"MINID", trims[ch]))
-                stream_adds.append(None)
         sent_fields = {f: self._hash[f] for f in self._hash_dirty}
         if sent_fields:
             commands.append((b"HSET", self.key, *(x for item in sent_fields.items() for x in item)))
@@ -737,6 +732,13 @@ class ScanPublisher:
         if not commands:
             self._check_due = False
             return b"full" if self._memory_full_flag else None
+        writes = len(commands) - first
+        if writes:
+            # One transaction: all of this flush or none of it. Readers never see a channel
+            # ahead of another flush's points, and an OOM refusal cannot leave a gap (a
+            # refused entry followed by an accepted one) that a retry could not fill.
+            commands.insert(first, (b"MULTI",))
+            commands.append((b"EXEC",))
         try:
             results = await self._execute(commands)
         except _ScanLost:
@@ -756,12 +758,19 @@ class ScanPublisher:
                 return memory_state if isinstance(memory_state, bytes) else None
             self._last_check = now_
         self._check_due = False
-        errors = [r for r in results[first:] if isinstance(r, Exception) and not _is_duplicate(r)]
-        oom = [e for e in errors if _is_oom(e)]
-        if oom:
-            self._check_due = True
-            await self._remove_after_gaps(stream_adds, results[first:])
-            raise _RedisMemoryFull(str(oom[0]))
+        replies: list[Any] = []
+        if writes:
+            executed = results[-1]
+            if isinstance(executed, Exception):  # EXECABORT: nothing was applied
+                queued = [r for r in results[first + 1 : -1] if isinstance(r, Exception)]
+                refusal = next((e for e in queued if _is_oom(e)), None)
+                if refusal is not None or _is_oom(executed):
+                    self._check_due = True
+                    raise _RedisMemoryFull(str(refusal or executed))
+                refused = queued[0] if queued else executed
+                raise DataPublishError(f"scan {self.scan_id}: Redis refused a write: {refused}")
+            replies = list(executed)
+        errors = [r for r in replies if isinstance(r, Exception) and not _is_duplicate(r)]
         if errors:
             raise DataPublishError(f"scan {self.scan_id}: Redis refused a write: {errors[0]}")
         # Everything in this pipeline is in Redis.
@@ -858,28 +867,6 @@ class ScanPublisher:
             with anyio.CancelScope(shield=True):
                 await self._connection.disconnect()
             self._connection = None
-
-    async def _remove_after_gaps(
-        self, stream_adds: list[tuple[str, str] | None], results: list[Any]
-    ) -> None:
-        """After a partial failure (OOM while the guard trims), an entry may have been
-        refused and a later one of the same stream accepted: delete the later ones, so the
-        retry re-adds them in order (a duplicate error must always mean "already there")."""
-        failed_streams: set[str] = set()
-        to_delete: list[tuple[str, str]] = []
-        for add, outcome in zip(stream_adds, results, strict=False):
-            if add is None:
-                continue
-            key, entry_id = add
-            if isinstance(outcome, Exception) and not _is_duplicate(outcome):
-                failed_streams.add(key)
-            elif key in failed_streams and not isinstance(outcome, Exception):
-                to_delete.append((key, entry_id))
-        if to_delete:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, entry_id in to_delete:
-                    pipe.xdel(key, entry_id)
-                await pipe.execute()
 
     def _merge(self, ch: _ChannelState) -> list[_Entry]:
         """The channel's entries to send: those already tried (unchanged), then its pending
