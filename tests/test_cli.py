@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psutil
+import pydantic
 import pytest
 import redis
 
@@ -549,3 +551,33 @@ def test_sigterm_cancels_a_running_command_and_stops(pty_serve):
     assert shell.process.wait(45) == 0
     assert time.monotonic() - started < 45  # not the 60 s of the sleep
     shell.read_until(b"stopped")
+
+
+class SlowToConnect:
+    """A device whose connection never completes (for a process started by a test)."""
+
+    class Parameters(pydantic.BaseModel):
+        pass
+
+    @classmethod
+    def from_config(cls, name: str, params: Any, context: Any) -> SlowToConnect:
+        return cls()
+
+    async def connect(self) -> None:
+        print("connecting forever", file=sys.stderr, flush=True)
+        await anyio.sleep_forever()
+
+
+def test_sigterm_during_a_slow_connect_abandons_the_start_up(running, tmp_path, env):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "slow.yml").write_text("name: slow\nclass: test_cli:SlowToConnect\n")
+    env = {**env, "PYTHONPATH": str(Path(__file__).parent)}
+    serve = running(["serve", "--config", str(config), "--state-dir", str(tmp_path / "s")], env)
+    serve.wait_for("connecting forever")
+    kids = serve.redis_children()
+    assert serve.stop() == 0
+    lines = serve.rest()
+    assert any("start-up abandoned" in line for line in lines)
+    assert not any(" ready " in line for line in lines)  # it did not wait for the timeout
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]

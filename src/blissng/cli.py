@@ -372,38 +372,61 @@ async def run_main(
             async with contextlib.AsyncExitStack() as resources:
                 resources.callback(release_extras.set)  # after the objects are closed
                 resources.push_async_callback(close_objects, objects)
-                config = await Config.open(config_dir, settings=SettingsStore(settings_client))
-                objects.update(build_objects(config))
-                await extras_up.wait()
-                await connect_objects(objects)
-                namespace: dict[str, Any] = {"config": config, **objects}
-
-                # ----------------------------------------------------------------------
-                # Sessions start here (blissng.session.Server, a later issue): it takes
-                # `config`, `stack.urls` and the `sessions:` section (config.section(
-                # "sessions")), runs in this task group `tg` until `stop` is set, and the
-                # local shell attaches to one of its sessions instead of `namespace`. The
-                # web app and the writer's supervisor start beside it.
-                # ----------------------------------------------------------------------
-
-                log.info(
-                    "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
-                    _since_process_start(),
-                    len(objects),
-                    config_dir,
-                    stack.urls.settings,
-                    stack.urls.data,
-                )
-                if interactive:
-                    await run_local_shell(namespace, args, stop)
+                with anyio.CancelScope() as starting:  # a stop during start-up aborts it
+                    tg.start_soon(_cancel_when_set, stop, starting)
+                    config = await Config.open(config_dir, settings=SettingsStore(settings_client))
+                    objects.update(build_objects(config))
+                    await extras_up.wait()
+                    await connect_objects(objects)
+                if starting.cancelled_caught:
+                    log.info("start-up abandoned")
                 else:
-                    await stop.wait()
+                    await _run_ready(args, stack, config, objects, config_dir, interactive, stop)
         finally:
             with anyio.CancelScope(shield=True):
                 await settings_client.aclose()
         await extras_down.wait()  # the extras stop in their own time, not cancelled
         tg.cancel_scope.cancel()
     return 1 if failures else 0
+
+
+async def _run_ready(
+    args: argparse.Namespace,
+    stack: RedisStack,
+    config: Config,
+    objects: dict[str, Any],
+    config_dir: Path,
+    interactive: bool,
+    stop: anyio.Event,
+) -> None:
+    """Everything is up: say so, then serve until ``stop`` (or the local shell exits)."""
+    namespace: dict[str, Any] = {"config": config, **objects}
+
+    # ------------------------------------------------------------------------------
+    # Sessions start here (blissng.session.Server, a later issue): it takes `config`,
+    # `stack.urls` and the `sessions:` section (config.section("sessions")), runs in
+    # a task group of its own until `stop` is set, and the local shell attaches to one
+    # of its sessions instead of `namespace`. The web app and the writer's supervisor
+    # start beside it.
+    # ------------------------------------------------------------------------------
+
+    log.info(
+        "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
+        _since_process_start(),
+        len(objects),
+        config_dir,
+        stack.urls.settings,
+        stack.urls.data,
+    )
+    if interactive:
+        await run_local_shell(namespace, args, stop)
+    else:
+        await stop.wait()
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _hold(
