@@ -1,10 +1,11 @@
-"""The ``blissng`` command: ``version``, ``redis``, ``serve`` and ``demo``.
+"""The ``blissng`` command: ``version``, ``check``, ``redis``, ``serve`` and ``demo``.
 
 ``serve`` and ``demo`` start Redis first (embedded servers, synchronously, in the main thread:
 see :mod:`blissng.redisdb.server`), then run one anyio event loop (:func:`run_main`) that loads
-the configuration, connects the devices and either waits for SIGTERM/SIGINT (headless: standard
-input is not a terminal, as under CI or a service manager) or runs a local Python shell. Redis
-is stopped however the loop ends.
+the configuration, connects the devices and either waits for SIGTERM/SIGINT (headless:
+standard input or output is not a terminal, as under CI or a service manager) or runs a local
+Python shell. Shutdown is driven by an event, not by cancellation, so it runs in order:
+devices closed, simulators stopped, Redis stopped, however the loop ends.
 
 Errors print as one line (``blissng: error: ...``) with exit code 1; ``--debug`` shows the
 traceback instead.
