@@ -20,7 +20,7 @@ from blissng.sim.servers.spec import (
 
 # The bad device's standard rate (packets/s) and send queue (packets): at most a fifth of the
 # delivered capacity measured by benchmarks/comm_roundtrip.py (one reader among 16 busy tasks:
-# 3500-3900 packets/s on a loaded 2-core machine); the queue holds 0.1 s.
+# 5 000-11 000 packets/s on a loaded 2-core machine); the queue holds 0.1 s.
 BAD_DEVICE_RATE = 500.0
 BAD_DEVICE_FIFO = 50
 
