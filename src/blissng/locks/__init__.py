@@ -1,6 +1,6 @@
 """Device ownership: reentrant in-process locks and Redis leases across processes."""
 
-from .holder import Holder, current_holder, holding_as
+from .holder import Holder, current_holder, holding_as, set_holder
 from .manager import (
     DeviceLocked,
     LockInfo,
@@ -8,8 +8,10 @@ from .manager import (
     LockManager,
     device_lock,
     force_unlock,
+    lock_timeout,
     locks,
     lslock,
+    waiting_for_locks,
 )
 
 __all__ = [
@@ -22,6 +24,9 @@ __all__ = [
     "device_lock",
     "force_unlock",
     "holding_as",
+    "lock_timeout",
     "locks",
     "lslock",
+    "set_holder",
+    "waiting_for_locks",
 ]

@@ -70,3 +70,9 @@ def holding_as(holder: Holder) -> Iterator[Holder]:
         yield holder
     finally:
         _current_holder.reset(token)
+
+
+def set_holder(holder: Holder) -> None:
+    """Make ``holder`` current for the rest of the calling task (a task of its own, such as a
+    session's command; elsewhere prefer :func:`holding_as`)."""
+    _current_holder.set(holder)

@@ -14,12 +14,13 @@ is stopped rather than continued without ownership; the block then raises :class
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import anyio
 import redis.asyncio as aredis
@@ -155,6 +156,13 @@ class LockManager:
                         yield
                     finally:
                         tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The block's own error, wrapped by the renewal's task group: give it back
+                # as it was raised (callers catch ScanAborted, DeviceLocked...).
+                if len(group.exceptions) == 1:
+                    only = group.exceptions[0]
+                    raise only from only.__cause__
+                raise
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._release(new)
@@ -305,12 +313,40 @@ class LockManager:
 # The process-wide manager the devices use; the server configures its Redis URL.
 locks = LockManager()
 
+# How long a device lock taken without an explicit timeout waits (0: fail at once). Set
+# around a command with :func:`waiting_for_locks`; it travels to the tasks and threads the
+# command starts, as the holder does.
+_lock_timeout: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "blissng_lock_timeout", default=0.0
+)
+
+
+def lock_timeout() -> float:
+    """The current wait for busy devices (seconds; 0 = fail fast)."""
+    return _lock_timeout.get()
+
+
+@contextlib.contextmanager
+def waiting_for_locks(seconds: float) -> Iterator[float]:
+    """``with waiting_for_locks(30): ascan(...)``: wait up to 30 s for busy devices instead of
+    failing at once (the default) when the block's commands take their locks."""
+    if seconds < 0:
+        raise ValueError(f"waiting_for_locks: seconds must be >= 0, got {seconds}")
+    token = _lock_timeout.set(float(seconds))
+    try:
+        yield seconds
+    finally:
+        _lock_timeout.reset(token)
+
 
 def device_lock(
-    *devices: str, timeout: float = 0.0
+    *devices: str, timeout: float | None = None
 ) -> contextlib.AbstractAsyncContextManager[None]:
-    """``async with device_lock("m1"):`` through the process-wide manager."""
-    return locks.lock(*devices, timeout=timeout)
+    """``async with device_lock("m1"):`` through the process-wide manager.
+
+    ``timeout=None`` uses :func:`lock_timeout` (0, fail fast, unless the caller runs in
+    :func:`waiting_for_locks`)."""
+    return locks.lock(*devices, timeout=lock_timeout() if timeout is None else timeout)
 
 
 async def lslock() -> list[LockInfo]:

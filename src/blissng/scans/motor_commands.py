@@ -19,6 +19,7 @@ import anyio
 
 from blissng.devices.axis import Axis
 from blissng.devices.group import Group
+from blissng.locks import device_lock
 
 from .bridge import command
 from .context import current_context
@@ -69,11 +70,17 @@ async def _stop_quietly(motor: Any) -> None:
 
 
 async def move_together(pairs: Sequence[tuple[Any, float]]) -> None:
-    """Check every target, start all moves, wait for all; stop all if cancelled or failed."""
+    """Check every target, lock the motors (see blissng.locks), start all moves, wait for all;
+    stop all if cancelled or failed."""
     for motor, target in pairs:
         check = getattr(motor, "check_limits", None)
         if check is not None:
             check(target)
+    async with device_lock(*(motor.name for motor, _ in pairs)):
+        await _move_locked(pairs)
+
+
+async def _move_locked(pairs: Sequence[tuple[Any, float]]) -> None:
     started: list[Any] = []
     try:
         if len(pairs) > 1 and all(isinstance(m, Axis) for m, _ in pairs):

@@ -32,6 +32,7 @@ import numpy as np
 from blissng.acquisition import AcquisitionChain, PauseCondition, ScanAborted, ScanControl
 from blissng.acquisition.channels import ChannelSpec
 from blissng.data import DataStore, ScanDocument, ScanPublisher, check_can_start_scan
+from blissng.locks import DeviceLocked, device_lock
 
 from . import hooks
 from .bridge import command
@@ -167,8 +168,26 @@ class Scan:
         self.state = "running"
         ctx = self.context
         self._context = ctx
-        await self._run(ctx)
+        try:
+            # Every device of the scan, once, for its duration (moves re-enter cheaply).
+            async with device_lock(*self.device_names()):
+                await self._run(ctx)
+        except DeviceLocked as exc:
+            if self.state == "running":
+                self.state, self.error = "failed", str(exc)
+            raise
         return self
+
+    def device_names(self) -> list[str]:
+        """The devices the scan holds while it runs: the motors it moves, the detectors."""
+        names: set[str] = set()
+        for node in self.chain.nodes:
+            for axis in getattr(node, "axes", ()):
+                names.add(axis.name)
+            name = getattr(node.device, "name", None)
+            if isinstance(name, str):
+                names.add(name)
+        return sorted(names)
 
     async def _prepare(self, ctx: ScanContext) -> ScanDocument:
         if ctx.redis is not None:

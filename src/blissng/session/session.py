@@ -42,6 +42,7 @@ from pydantic import BaseModel
 from blissng.data import allocate_scan_number
 from blissng.data.document import Retention
 from blissng.devices.protocols import Movable
+from blissng.locks import Holder, current_holder, set_holder
 from blissng.redisdb import RedisUrls, async_client
 from blissng.redisdb.settings import ObjectSettings, SettingsStore
 from blissng.scans import bridge, user_commands
@@ -431,6 +432,11 @@ class Session:
     ) -> None:
         context = self.scan_context(output)
         set_context(context)
+        # Device locks taken by the command name this session, the caller's console (an API
+        # client sets one with holding_as) and the command.
+        caller = current_holder()
+        console = caller.console if caller.session == self.name else ""
+        set_holder(Holder(self.name, console or "session", cmd.text[:80]))
         cmd.state = "running"
         result: Any = None
         try:

@@ -46,6 +46,8 @@ from ptpython.prompt_style import PromptStyle
 from ptpython.repl import PythonRepl, ReplExit
 from ptpython.utils import unindent_code
 
+from blissng.locks import Holder, holding_as
+
 from .builtins import ErrorInfo, current_console
 from .completion import pause_before_jedi
 from .feed import TerminalFeed
@@ -404,7 +406,8 @@ class Console:
         console_token = current_console.set(self)
         interrupter_token = current_interrupter.set(interrupter)
         try:
-            with output_to(self), command_context(self.session, self.writer):
+            holder = Holder(self.session.name, self.id, text.strip()[:80])  # device locks
+            with output_to(self), command_context(self.session, self.writer), holding_as(holder):
                 with anyio.CancelScope() as scope:
                     self._scope, self._interrupter = scope, interrupter
                     try:
