@@ -13,7 +13,7 @@ from typing import Any
 
 from blissng.comm.connection import LOGGER_PREFIX, Connection
 
-_MAX_DEPTH = 3
+_MAX_DEPTH = 4  # an axis -> its controller -> its client -> its connection
 
 
 def _find_connections(obj: Any, depth: int, seen: set[int], found: list[Connection]) -> None:
