@@ -253,7 +253,7 @@ async def test_good_and_bad_devices_are_served_beside_16_payload_readers(
     bad_url = bad_device.url("bad")  # type: ignore[attr-defined]
     async with LoopMonitor(threshold=0.02, interval=0.002) as monitor:
         try:
-            result = await run_fairness_scenario(good_url, bad_url, duration=3.0, monitor=monitor)
+            result = await run_fairness_scenario(good_url, bad_url, duration=2.0, monitor=monitor)
         except Exception as exc:  # a timeout: was this loop held (by what), or the machine?
             exc.add_note(str(monitor.stats()))
             raise
