@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 
@@ -38,6 +39,7 @@ from blissng.devices.protocols import (
     TriggerMode,
     TriggerSource,
 )
+from blissng.health import loop_monitor
 
 pytestmark = pytest.mark.anyio
 
@@ -877,3 +879,31 @@ async def test_a_chain_runs_once() -> None:
     await chain.run()
     with pytest.raises(RuntimeError, match="build a new chain for each scan"):
         await chain.run()
+
+
+async def test_a_zero_time_scan_leaves_the_loop_to_others() -> None:
+    """50,000 points of devices that never wait: the chain's own loop must still yield (at
+    least every millisecond), so another task keeps being served meanwhile."""
+    journal: list[str] = []
+    chain, _, _ = step_chain(journal, npoints=50_000)
+    gaps: list[float] = []
+    done = anyio.Event()
+
+    async def other_reader() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await anyio.lowlevel.checkpoint()
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with loop_monitor(threshold=0.05, interval=0.005) as monitor:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other_reader)
+            await chain.run()
+            done.set()
+    assert len(gaps) > 100  # served all along, not once at the end
+    held_by_chain = [
+        s for s in monitor.stats().stalls if any(f.function == "_iterate" for f in s.stack)
+    ]
+    assert not held_by_chain, held_by_chain[0].describe()

@@ -110,3 +110,22 @@ def test_start_outside_the_loop_is_refused_clearly() -> None:
         LoopMonitor().start()
     with pytest.raises(ValueError, match="threshold and interval must be > 0"):
         LoopMonitor(threshold=0)
+
+
+def decode_on_the_loop(seconds: float) -> int:
+    """CPU-bound work (a payload decoded in pure Python) run where it must not be."""
+    end = time.perf_counter() + seconds
+    total = 0
+    while time.perf_counter() < end:
+        total += sum(range(100))
+    return total
+
+
+async def test_cpu_bound_work_on_the_loop_is_caught_and_named() -> None:
+    async with loop_monitor(threshold=0.05, interval=0.005) as monitor:
+        await anyio.sleep(0.02)
+        decode_on_the_loop(0.3)
+    stalls = monitor.stats().stalls
+    assert stalls and stalls[0].duration >= 0.2
+    assert stalls[0].culprit is not None
+    assert stalls[0].culprit.function == "decode_on_the_loop"
