@@ -264,6 +264,8 @@ class ScanWriter:
                 return
 
     async def _finish(self) -> None:
+        if self.file.file is None:  # a retry after the file was closed
+            await self.service.in_thread(self.file.open)
         await self.view.refresh()
         end_time = await self.client.hget(data_keys.scan_key(self.scan_id), "end_time")
         await self.service.in_thread(
@@ -272,6 +274,8 @@ class ScanWriter:
             self.view.end_reason or "success",
             self.view.error,
         )
+        # Closed before anyone is told it is written: a written file never changes again.
+        await self.service.in_thread(self.file.close)
         await acknowledge(self.client, self.scan_id, dict(self.written))
         self.acked = dict(self.written)
         dataset_file = Path(self.document["path"])
