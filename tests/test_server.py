@@ -1,0 +1,335 @@
+"""The server: sessions sharing the devices, device locks between sessions and processes,
+a session started twice, the supervised writer, background regulation during scans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+from blissng.config import Config
+from blissng.locks import DeviceLocked, Holder, LockLost, LockManager, holding_as, locks
+from blissng.redisdb import RedisUrls, async_client
+from blissng.redisdb.server import start_one
+from blissng.redisdb.settings import SettingsStore
+from blissng.scans.bridge import CommandCancelled
+from blissng.scans.clients import close_shared_clients
+from blissng.session.server import Server, ServerError
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """
+- name: motors
+  class: MockupController
+  axes:
+    - name: m1
+      velocity: 50
+      acceleration: 1000
+    - name: m2
+      velocity: 50
+      acceleration: 1000
+    - name: slow
+      velocity: 0.5
+      acceleration: 100
+- name: simA
+  class: SimCounterController
+  sampling_period: 0.001
+  counters:
+    - name: da
+      motor: $m1
+      nsamples: 1
+- name: simB
+  class: SimCounterController
+  sampling_period: 0.001
+  counters:
+    - name: db
+      motor: $m2
+      nsamples: 1
+"""
+
+SESSIONS = """
+sessions:
+  - name: alpha
+    workflows: false
+    scan_saving: {writer: "null"}
+  - name: beta
+    workflows: false
+    scan_saving: {writer: "null"}
+background:
+  - name: heater_pid
+    period: 0.05
+    regulation:
+      heater: {ambient: 20, gain: 1.0, tau: 0.5}
+      setpoint: 30
+      kp: 5
+      ki: 2
+  - name: watch
+    period: 0.2
+    monitor: [simA, m1]
+"""
+
+LEASE = 3.0  # seconds; the default (a loaded machine may stall the loop ~1 s)
+
+
+@pytest.fixture
+def beamline(write_config, config_dir: Path) -> Path:
+    write_config("beamline.yml", CONFIG)
+    write_config("server.yml", SESSIONS)
+    return config_dir
+
+
+@pytest.fixture
+async def settings(redis_urls: RedisUrls) -> AsyncIterator[SettingsStore]:
+    client = async_client(redis_urls.settings)
+    try:
+        yield SettingsStore(client)
+    finally:
+        await client.aclose()
+        await close_shared_clients()
+
+
+@pytest.fixture
+async def server(beamline, settings, redis_urls, tmp_path) -> AsyncIterator[Server]:
+    config = Config(beamline, settings=settings)
+    async with Server(
+        config, redis_urls, state_dir=tmp_path / "state", writer=False, lease_time=LEASE
+    ) as srv:
+        yield srv
+    locks.configure(None)
+
+
+async def test_sessions_devices_and_background_from_the_configuration(server: Server) -> None:
+    assert sorted(server.sessions) == ["alpha", "beta"]
+    alpha, beta = server.session("alpha"), server.session("beta")
+    assert alpha.objects["m1"] is beta.objects["m1"]  # one device, shared
+    assert sorted(server.background.tasks) == ["heater_pid", "watch"]
+    assert alpha.namespace["heater_pid"] is beta.namespace["heater_pid"]
+    # Each session holds its lease in the settings Redis.
+    held = {i.device: i.holder for i in await LockManager(server.redis.settings).list_locks()}
+    assert held["session:alpha"].session == "alpha" and held["session:beta"].session == "beta"
+    with pytest.raises(KeyError, match="no session 'gamma'.*alpha, beta"):
+        server.session("gamma")
+
+
+@pytest.mark.timeout(60)
+async def test_two_sessions_scan_different_motors_at_the_same_time(server: Server) -> None:
+    alpha, beta = server.session("alpha"), server.session("beta")
+    results: dict[str, Any] = {}
+
+    async def scan(session: Any, source: str) -> None:
+        results[session.name] = await session.execute(source)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan, alpha, "ascan(m1, 0, 1, 20, 0.02, simA)")
+        tg.start_soon(scan, beta, "ascan(m2, 0, 1, 20, 0.02, simB)")
+    a, b = results["alpha"], results["beta"]
+    assert a.state == b.state == "done"
+    assert a.start_time < b.end_time and b.start_time < a.end_time  # they overlapped
+    assert alpha.objects["m1"].position == pytest.approx(1.0)
+    assert alpha.objects["m2"].position == pytest.approx(1.0)
+
+
+async def _running_until(session: Any, source: str, motor: Any) -> Any:
+    """Submit a move and return its command once the motor moves."""
+    cmd = session.submit_source(source)
+    with anyio.fail_after(20):
+        while not motor.is_moving:
+            await anyio.sleep(0.01)
+    return cmd
+
+
+@pytest.mark.timeout(60)
+async def test_same_motor_fails_fast_naming_the_holder(server: Server) -> None:
+    alpha, beta = server.session("alpha"), server.session("beta")
+    slow = alpha.objects["slow"]
+    cmd = await _running_until(alpha, "mv(slow, 5)", slow)
+    with pytest.raises(DeviceLocked) as info:
+        await beta.execute("mv(slow, 0)")
+    message = str(info.value)
+    assert "slow is locked by session 'alpha'" in message and "mv(slow, 5)" in message
+    # A scan of beta needing slow fails the same way, naming alpha's command.
+    with pytest.raises(DeviceLocked, match="session 'alpha'.*mv\\(slow, 5\\)"):
+        await beta.execute("ascan(slow, 0, 1, 3, 0.01, simB)")
+    assert beta.last_scan is None  # refused before it took a number or published anything
+    cmd.cancel()
+    with pytest.raises(CommandCancelled):
+        await cmd.wait()
+    assert not slow.is_moving  # the cancelled move was stopped
+
+
+@pytest.mark.timeout(90)
+async def test_same_motor_waits_when_asked(server: Server) -> None:
+    alpha, beta = server.session("alpha"), server.session("beta")
+    slow = alpha.objects["slow"]
+    first = await _running_until(alpha, "mv(slow, 0.5)", slow)  # about 1 s
+    started = time.monotonic()
+    await beta.execute("with waiting_for_locks(60):\n    mv(slow, 0)")
+    assert first.done and first.state == "done"
+    assert slow.position == pytest.approx(0.0)
+    assert time.monotonic() - started < 30
+    # A wait that times out names the holder and the time waited.
+    await _running_until(alpha, "mv(slow, 3)", slow)
+    with pytest.raises(DeviceLocked, match=r"session 'alpha'.*after waiting 0\.3 s"):
+        await beta.execute("with waiting_for_locks(0.3):\n    mv(slow, 0)")
+    await server.session("alpha").execute("None")  # alpha is still responsive
+
+
+HOLD_SCRIPT = textwrap.dedent(
+    """
+    import sys, anyio
+    from blissng.locks import Holder, holding_as, locks, device_lock
+
+    async def main():
+        locks.configure(sys.argv[1], lease_time=float(sys.argv[2]))
+        with holding_as(Holder(session="script", console="tty1", command="align()")):
+            async with device_lock("m1"):
+                print("held", flush=True)
+                await anyio.sleep_forever()
+
+    anyio.run(main)
+    """
+)
+
+
+@pytest.mark.timeout(60)
+async def test_motor_held_by_a_killed_process_is_freed_within_the_lease(server: Server) -> None:
+    assert server.redis is not None
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, server.redis.settings, str(LEASE)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = await anyio.to_thread.run_sync(proc.stdout.readline)  # type: ignore[union-attr]
+        assert line.strip() == "held"
+        alpha = server.session("alpha")
+        with pytest.raises(DeviceLocked, match="m1 is locked by session 'script'.*align"):
+            await alpha.execute("mv(m1, 1)")
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        await alpha.execute(f"with waiting_for_locks({LEASE * 10}):\n    mv(m1, 1)")
+        freed_after = time.monotonic() - killed_at
+        assert alpha.objects["m1"].position == pytest.approx(1.0)
+        assert freed_after <= LEASE * 5, f"m1 freed {freed_after:.2f} s after the kill"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_holder_losing_redis_aborts_its_move_and_stops_the_motor(beamline, tmp_path) -> None:
+    redis = start_one("locks", tmp_path / "redis", persistent=False)
+    config = Config(beamline)
+    slow = config.get("slow")
+    locks.configure(redis.url, lease_time=LEASE)
+    errors: list[BaseException] = []
+    from blissng.scans.motor_commands import mv
+
+    async def move() -> None:
+        with holding_as(Holder("alpha", "c1", "mv(slow, 10)")):
+            try:
+                await mv(slow, 10)
+            except LockLost as exc:
+                errors.append(exc)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(move)
+            with anyio.fail_after(20):
+                while not slow.is_moving:
+                    await anyio.sleep(0.01)
+            await anyio.to_thread.run_sync(redis.stop)
+            stopped_at = time.monotonic()
+        aborted_after = time.monotonic() - stopped_at
+        assert len(errors) == 1 and "cannot renew" in str(errors[0]), errors
+        assert not slow.is_moving
+        assert slow.position < 5  # stopped long before its target
+        assert aborted_after < LEASE * 5
+    finally:
+        redis.stop()
+        locks.configure(None)
+
+
+@pytest.mark.timeout(60)
+async def test_a_session_started_twice_is_refused(server: Server, beamline, redis_urls, tmp_path):
+    # Another server process: its own lock manager on the same settings Redis.
+    other = Server(
+        Config(beamline),
+        redis_urls,
+        state_dir=tmp_path / "other",
+        writer=False,
+        memory_guard=False,
+        lock_manager=LockManager(redis_urls.settings, lease_time=LEASE),
+    )
+    with pytest.raises(ServerError) as info:
+        async with other:
+            pass
+    message = str(info.value)
+    assert "session 'alpha' is already running in session 'alpha'" in message
+    assert f"server-{server.id}" in message and "stop that server first" in message
+    assert "alpha" in server.sessions  # the first server is unaffected
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.slow
+async def test_the_writer_is_restarted_when_killed(beamline, settings, redis_urls, tmp_path):
+    config = Config(beamline, settings=settings)
+    async with Server(config, redis_urls, state_dir=tmp_path / "state") as server:
+        writer = server.writer
+        assert writer is not None and writer.pid is not None
+        first = writer.pid
+        os.kill(first, signal.SIGKILL)
+        with anyio.fail_after(60):
+            await writer.wait_starts(2)
+        assert writer.pid != first and psutil.pid_exists(writer.pid)  # type: ignore[arg-type]
+        second = writer.pid
+    locks.configure(None)
+    # Leaving the server stopped the writer (SIGTERM, waited for): no child left.
+    assert not psutil.pid_exists(second) or psutil.Process(second).status() == "zombie"
+    children = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)]
+    assert not [c for c in children if "blissng.writer" in c], children
+
+
+@pytest.mark.timeout(90)
+async def test_regulation_keeps_its_period_during_a_scan_and_outlives_its_session(
+    server: Server,
+) -> None:
+    regulation = server.background.tasks["heater_pid"]
+    alpha = server.session("alpha")
+    before = regulation.jitter.ticks
+    await alpha.execute("ascan(m1, 0, 1, 50, 0.02, simA)")
+    stats = regulation.jitter.summary()
+    assert stats["ticks"] > before
+    # 50 ms period: ticks start at most 5 periods late even on a loaded machine.
+    assert stats["max"] < 0.25, stats
+    # A task started from a session survives the session being closed.
+    await alpha.execute(
+        "import anyio\n"
+        "ticks = []\n"
+        "async def count():\n"
+        "    ticks.append(1)\n"
+        "start_background('counting', count, period=0.02)"
+    )
+    ticks = alpha.namespace["ticks"]
+    await server.stop_session("alpha")
+    assert "alpha" not in server.sessions
+    held = {i.device for i in await server.locks.list_locks()}
+    assert "session:alpha" not in held
+    after_close = len(ticks)
+    with anyio.fail_after(20):
+        while len(ticks) < after_close + 5:
+            await anyio.sleep(0.02)
+    assert server.background.tasks["counting"].owner == "alpha"
+    assert server.background.tasks["heater_pid"].state.value == "running"
+    heater_loop = server.background_objects["heater_pid"]
+    assert heater_loop.last_input is not None and heater_loop.last_input > 20.0
