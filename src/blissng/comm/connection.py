@@ -203,12 +203,12 @@ class Connection(abc.ABC):
         """
         frame = self._frame(command)
         limit = self.timeout if timeout is None else timeout
-        deadline = anyio.current_time() + limit
         async with self.locked(), self._request():
             await self._write(frame)
+            sent = anyio.current_time()  # the reply's time starts when the command is sent
             while True:
-                remaining = max(deadline - anyio.current_time(), 1e-6)
-                line = await self._read_until(self.eol, remaining, frame)
+                remaining = max(sent + limit - anyio.current_time(), 1e-6)
+                line = await self._read_until(self.eol, remaining, frame, (sent, limit))
                 if expect is None or not self._late_reply_possible:
                     break
                 text = line.decode(self.encoding, "replace")
@@ -371,8 +371,13 @@ class Connection(abc.ABC):
         raise CommTimeout(self.name, waited, command=command, what=what, timeout=limit)
 
     async def _read_until(
-        self, terminator: bytes, timeout: float | None, command: bytes | None
+        self,
+        terminator: bytes,
+        timeout: float | None,
+        command: bytes | None,
+        since: tuple[float, float] | None = None,
     ) -> bytes:
+        """``since``: (start, limit) of a reply read in several parts, for the error message."""
         await self._ensure_open()
         limit = self.timeout if timeout is None else timeout
         start = anyio.current_time()
@@ -398,7 +403,8 @@ class Connection(abc.ABC):
                 searched = max(0, len(self._buffer) - len(terminator) + 1)
                 awaited = True
                 await self._fill(command)
-        await self._timed_out(start, limit, command, "no complete reply")
+        first, whole = since if since is not None else (start, limit)
+        await self._timed_out(first, whole, command, "no complete reply")
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_exactly(self, n: int, timeout: float | None, command: bytes | None) -> bytes:
@@ -417,11 +423,11 @@ class Connection(abc.ABC):
 
     async def _readlines(self, n: int, timeout: float | None, command: bytes | None) -> list[str]:
         limit = self.timeout if timeout is None else timeout
-        deadline = anyio.current_time() + limit
+        start = anyio.current_time()
         lines = []
         for _ in range(n):
-            remaining = max(deadline - anyio.current_time(), 1e-6)
-            line = await self._read_until(self.eol, remaining, command)
+            remaining = max(start + limit - anyio.current_time(), 1e-6)
+            line = await self._read_until(self.eol, remaining, command, (start, limit))
             lines.append(self._decode(line, command))
         return lines
 

@@ -34,7 +34,7 @@ class _SocketConnection(Connection):
     async def _transport_receive(self) -> bytes:
         assert self._stream is not None
         try:
-            return await self._stream.receive(65536)
+            return await self._stream.receive(1 << 18)  # what asyncio read at once
         except anyio.EndOfStream:
             return b""
 
