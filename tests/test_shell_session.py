@@ -182,3 +182,15 @@ def test_plot_websocket_describes_a_mesh_as_a_map(served: ServerThread) -> None:
             assert counts == {"axis:m1": 15, "axis:m2": 15, "sim:diode": 15}
     finally:
         plot.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_busy_device_names_the_console_that_holds_it(served: ServerThread) -> None:
+    with open_console(served) as first, open_console(served) as second:
+        first.type("loopscan(100000, 0.01, sim)\r")  # holds sim for the scan's duration
+        first.wait_status(busy=True)
+        first.expect(r"\n\s*3\s", timeout=30)
+        out = second.run("ct(0.01, sim)", timeout=60)
+        first.type("\x03")
+        first.wait_status(busy=False, timeout=20)
+        assert first.console_id in out, out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -31,21 +30,30 @@ class TextOutput(Protocol):
     def flush(self) -> Any: ...
 
 
-def command_context(session: ShellSession, output: TextOutput) -> AbstractContextManager[Any]:
-    """What a command of ``session`` runs in: the session's own ``command_context()`` if it
-    has one; for a ``blissng.session.Session``, its scan context with ``output`` (the console)
-    made current, so scans display their table in the console that started them; else
-    nothing."""
-    factory = getattr(session, "command_context", None)
-    if factory is not None:
-        context: AbstractContextManager[Any] = factory()
-        return context
-    scan_context = getattr(session, "scan_context", None)
-    if scan_context is not None:
-        from blissng.scans.context import use_context
+@contextlib.contextmanager
+def command_context(
+    session: ShellSession, output: TextOutput, console: str = "", command: str = ""
+) -> Iterator[None]:
+    """What a command of ``session`` runs in: the device-lock holder naming the session, the
+    console and the command (so "device busy" messages say who holds it); then the session's
+    own ``command_context()`` if it has one, or, for a ``blissng.session.Session``, its scan
+    context with ``output`` (the console) made current, so that scans display their table in
+    the console that started them."""
+    from blissng.locks import Holder, holding_as
 
-        return use_context(scan_context(output))
-    return contextlib.nullcontext()
+    with holding_as(Holder(session.name, console, command[:80])):
+        factory = getattr(session, "command_context", None)
+        scan_context = getattr(session, "scan_context", None)
+        if factory is not None:
+            with factory():
+                yield
+        elif scan_context is not None:
+            from blissng.scans.context import use_context
+
+            with use_context(scan_context(output)):
+                yield
+        else:
+            yield
 
 
 class SimpleSession:
