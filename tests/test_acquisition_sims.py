@@ -117,7 +117,7 @@ async def test_trigger_box_drives_mca_and_camera_frames_equal_pulses(
 ) -> None:
     trigger, mca, camera = (devices.get(n) for n in ("trigger", "mca", "camera"))
     pulses = 15
-    master = HardwareTriggerMaster(trigger, pulses, 0.04, width=0.01, count_time=0.01)
+    master = HardwareTriggerMaster(trigger, pulses, 0.1, width=0.01, count_time=0.01)
     chain = AcquisitionChain()
     chain.add(master, AcquirableSlave(mca, trigger_type=TriggerType.HARDWARE))
     chain.add(master, AcquirableSlave(camera, trigger_type=TriggerType.HARDWARE))

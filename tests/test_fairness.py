@@ -244,6 +244,16 @@ async def run_fairness_scenario(
     )
 
 
+def cpu_pressure() -> str:
+    """The kernel's CPU pressure (PSI): how often runnable tasks waited for a core. Shown with
+    a failure, it tells an overloaded machine from unfair code in this process."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return "CPU pressure: " + f.readline().strip()
+    except OSError:
+        return "CPU pressure: not available"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_good_and_bad_devices_are_served_beside_16_payload_readers(
@@ -255,11 +265,11 @@ async def test_good_and_bad_devices_are_served_beside_16_payload_readers(
         try:
             result = await run_fairness_scenario(good_url, bad_url, duration=2.0, monitor=monitor)
         except Exception as exc:  # a timeout: was this loop held (by what), or the machine?
-            exc.add_note(str(monitor.stats()))
+            exc.add_note(f"{monitor.stats()}\n{cpu_pressure()}")
             raise
     # On failure, say whether this process's loop was held (unfair code, named) or not (the
     # machine was too loaded for the devices' own processes).
-    loop = str(monitor.stats())
+    loop = f"{monitor.stats()}\n{cpu_pressure()}"
 
     # The 16 readers never timed out (a timeout would have failed the task group) and did
     # real work: 64 kB payloads, all decoded and checked.
