@@ -77,6 +77,72 @@ def raw_tcp_roundtrips(
         return n / (time.monotonic() - start), (time.thread_time() - cpu) / n * 1e6
 
 
+def echo_floor(kind: str, seconds: float) -> float:
+    """Round trips per second of a raw blocking client against a thread that echoes (TCP
+    loopback or a pty): what the transport and the machine allow, with no simulator."""
+    import threading
+    import tty
+
+    stop = threading.Event()
+    if kind == "tcp":
+        server = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        for sock in (client, peer):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer.settimeout(0.2)
+
+        def echo() -> None:
+            while not stop.is_set():
+                try:
+                    data = peer.recv(4096)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                peer.sendall(data)
+
+        def roundtrip() -> None:
+            client.sendall(b"?POS 1\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                data += client.recv(4096)
+
+        closers = [client.close, peer.close, server.close]
+    else:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+
+        def echo() -> None:
+            import select
+
+            while not stop.is_set():
+                if select.select([master], [], [], 0.2)[0]:
+                    os.write(master, os.read(master, 4096))
+
+        def roundtrip() -> None:
+            os.write(slave, b"?POS 1\r")
+            data = b""
+            while not data.endswith(b"\r"):
+                data += os.read(slave, 4096)
+
+        closers = [lambda: os.close(master), lambda: os.close(slave)]
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        n = 0
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            roundtrip()
+            n += 1
+        return n / (time.monotonic() - start)
+    finally:
+        stop.set()
+        thread.join()
+        for close in closers:
+            close()
+
+
 def raw_pty_roundtrips(path: str, command: bytes, seconds: float) -> tuple[float, float]:
     import termios
     import tty
@@ -177,6 +243,17 @@ async def main(seconds: float) -> None:
             raw_tcp, raw_tcp_cpu = await anyio.to_thread.run_sync(
                 raw_tcp_roundtrips, (sim.host, sim.port), b"*IDN?\n", seconds
             )
+            for transport in ("pty", "tcp"):
+                floor = await anyio.to_thread.run_sync(echo_floor, transport, seconds)
+                emit(
+                    f"{transport}_echo_floor_roundtrips_per_s",
+                    floor,
+                    "1/s",
+                    None,
+                    None,
+                    f"{transport} echo floor (raw blocking client, echo thread, no simulator):"
+                    f" {floor:.0f} round trips/s",
+                )
             for transport, rate, raw, cpu, raw_cpu, what in (
                 ("pty", pty_rate, raw_pty, pty_cpu, raw_pty_cpu, "motor controller '?POS 1'"),
                 ("tcp", tcp_rate, raw_tcp, tcp_cpu, raw_tcp_cpu, "scaler '*IDN?'"),
