@@ -29,6 +29,7 @@ from blissng.session import Session
 from blissng.shell.consoles import ShellHub
 from blissng.web.app import create_app
 from blissng.web.security import WebSecurity
+from blissng.web.serve import freeze_heap
 from blissng.web.testing import ConsoleClient, ServerThread
 
 TABS = 10
@@ -140,6 +141,7 @@ def main() -> int:
             )
             with ServerThread(app, port=0) as server:
                 tabs = [ConsoleClient.open(server, "bench", token="bench") for _ in range(TABS)]
+                freeze_heap()  # as run_web_shell does once the server has loaded
                 scanning, typing = tabs[0], tabs[1]
                 stop = threading.Event()
                 drainer = threading.Thread(target=drain, args=(scanning, stop), daemon=True)
