@@ -291,3 +291,64 @@ def test_an_mca_spectrum_and_a_camera_frame_on_demand(
         page.screenshot(path=str(ARTIFACTS / "webshell-camera.png"))
     finally:
         context.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_shell_embedded_in_another_web_application(browser: Any, tmp_path: Path) -> None:
+    """A GUI served from another origin embeds <blissng-shell>: allowed by the server's
+    origin list; a GUI not on the list is refused."""
+    import functools
+    import http.server
+    import threading
+
+    from blissng.shell.session import SimpleSession
+
+    def gui_server(directory: Path) -> http.server.ThreadingHTTPServer:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return httpd
+
+    allowed_dir, other_dir = tmp_path / "gui", tmp_path / "other"
+    allowed_dir.mkdir()
+    other_dir.mkdir()
+    allowed, other = gui_server(allowed_dir), gui_server(other_dir)
+    try:
+        origin = f"http://127.0.0.1:{allowed.server_address[1]}"
+        app = create_app(
+            ShellHub(log_dir=tmp_path / "logs"),
+            security=WebSecurity(token=TOKEN, allowed_origins=frozenset({origin})),
+            sessions=[SimpleSession("embedded")],
+        )
+        with ServerThread(app, port=0) as served:
+            page_html = (
+                "<!doctype html><title>another GUI</title><h1>Beamline GUI</h1>"
+                f'<script src="{served.base_url}/static/blissng-shell.js"></script>'
+                f'<blissng-shell session="embedded" server="{served.base_url}" token="{TOKEN}"'
+                ' style="height: 400px"></blissng-shell>'
+            )
+            for directory in (allowed_dir, other_dir):
+                (directory / "index.html").write_text(page_html)
+            context = browser.new_context(viewport={"width": 1000, "height": 600})
+            try:
+                page = context.new_page()
+                page.set_default_timeout(30_000)
+                page.goto(f"{origin}/index.html")
+                wait_terminal(page, "embedded [1]:")
+                type_command(page, "print('inside-' + 'the-gui')")
+                wait_terminal(page, "inside-the-gui")
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "webshell-embedded.png"))
+
+                refused = context.new_page()
+                refused.goto(f"http://127.0.0.1:{other.server_address[1]}/index.html")
+                refused.evaluate(
+                    """() => new Promise(resolve => document.querySelector('blissng-shell')
+                        .addEventListener('blissng-closed', resolve, { once: true }))"""
+                )
+                assert refused.locator("blissng-shell").get_attribute("data-console") is None
+            finally:
+                context.close()
+    finally:
+        allowed.shutdown()
+        other.shutdown()
