@@ -352,3 +352,50 @@ def test_the_shell_embedded_in_another_web_application(browser: Any, tmp_path: P
     finally:
         allowed.shutdown()
         other.shutdown()
+
+
+def _terminal_size() -> str:
+    from blissng.shell.builtins import current_console
+
+    console = current_console.get()
+    assert console is not None
+    return f"SIZE={console.size.rows}x{console.size.columns}"
+
+
+@pytest.mark.timeout(120)
+def test_the_console_follows_the_browser_window_size(browser: Any, tmp_path: Path) -> None:
+    import re
+
+    from blissng.shell.session import SimpleSession
+
+    app = create_app(
+        ShellHub(log_dir=tmp_path / "logs"),
+        security=WebSecurity(token=TOKEN),
+        sessions=[SimpleSession("sized", {"term_size": _terminal_size})],
+    )
+    with ServerThread(app, port=0) as served:
+        context = browser.new_context(viewport={"width": 1400, "height": 800})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{served.base_url}/?token={TOKEN}")
+            wait_terminal(page, "sized [1]:")
+
+            def reported_size(count: int) -> tuple[int, int]:
+                """Run term_size() (the count-th time) and read what the console reports."""
+                type_command(page, "term_size()")
+                page.wait_for_function(
+                    "n => (document.querySelector('blissng-shell .xterm-rows').innerText"
+                    ".match(/SIZE=\\d+x\\d+/g) || []).length >= n",
+                    arg=count,
+                )
+                rows, columns = re.findall(r"SIZE=(\d+)x(\d+)", terminal_text(page))[-1]
+                return int(rows), int(columns)
+
+            big = reported_size(1)
+            page.set_viewport_size({"width": 900, "height": 500})
+            type_command(page, "")  # the resize reaches the server before the next command
+            small = reported_size(2)
+            assert small[0] < big[0] and small[1] < big[1], (big, small)
+        finally:
+            context.close()
