@@ -152,6 +152,12 @@ def test_shell_finds_the_running_server_by_its_connection_file(
             connection = state_dir / "web.json"
             assert oct(connection.stat().st_mode & 0o777) == "0o600"
             assert json.loads(connection.read_text())["token"] == url.split("token=")[1]
+            # the reported URL works as is (its token included)
+            with_token = PtyProcess("lab", "--url", url)
+            try:
+                with_token.expect("lab [1]:")
+            finally:
+                with_token.kill()
             shell = PtyProcess("lab")  # no --url: found through the connection file
             try:
                 shell.expect("lab [1]:")

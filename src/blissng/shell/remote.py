@@ -101,7 +101,15 @@ async def attach(
     stdin_fd: int | None = None,
     stdout_fd: int | None = None,
 ) -> int:
-    """Attach this terminal to ``session``'s console; returns the exit code."""
+    """Attach this terminal to ``session``'s console; returns the exit code.
+
+    ``base_url``: ``http://host:port`` (a ``?token=`` in it is used when ``token`` is not
+    given: the URL ``run_web_shell`` reports works as is) or ``unix:/path``.
+    """
+    if token is None and "token=" in base_url:
+        from urllib.parse import parse_qs
+
+        token = parse_qs(urlsplit(base_url).query).get("token", [None])[0]
     stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
     url, uds = console_url(
