@@ -160,16 +160,16 @@ async def test_scaler_counts_a_peak_that_depends_on_the_motor_position(sims: Sim
 
 async def test_software_triggered_points(sims: SimHost) -> None:
     async with connect(sims, "scaler") as scaler:
-        assert await scaler.write_readline("PREP 2 0.02 SOFT") == "OK"
+        assert await scaler.write_readline("PREP 2 0.4 SOFT") == "OK"
         assert (await scaler.write_readline("TRIG")).startswith("ERR 10")
         assert await scaler.write_readline("START") == "OK"
         assert await scaler.write_readline("?STA") == "ARMED"
         for point in (1, 2):
             assert await scaler.write_readline("TRIG") == "OK"
-            assert (await scaler.write_readline("TRIG")).startswith("ERR 10")  # busy
+            assert (await scaler.write_readline("TRIG")).startswith("ERR 10")  # busy for 0.4 s
             await wait_reply(scaler, "?NPT", str(point))
         await wait_reply(scaler, "?STA", "IDLE")
-        assert (await read_scaler(scaler))[:, 0].tolist() == [20000, 20000]
+        assert (await read_scaler(scaler))[:, 0].tolist() == [400000, 400000]
 
 
 async def test_trigger_box_pulses_reach_scaler_mca_and_camera(

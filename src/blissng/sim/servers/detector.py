@@ -5,6 +5,7 @@ device reports ``IDLE`` only once every point is readable."""
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -37,7 +38,11 @@ class TriggeredDetector(Simulator):
         self.missed = 0
         self.points: list[Any] = []
         self._scope: anyio.CancelScope | None = None
-        self._trigger_time: float | None = None
+        # Triggers taken on the device's own timeline (this process may be late to act on
+        # them on a busy machine, the simulated device is not): their times, in order.
+        self._triggers: collections.deque[float] = collections.deque()
+        self._taken = 0  # triggers accepted since START
+        self._busy_until = 0.0  # nominal end of the last accepted trigger's point
         self._trigger = anyio.Event()
         self.commands.update(
             {
@@ -90,7 +95,9 @@ class TriggeredDetector(Simulator):
             raise SimError(10, f"cannot START while {self.status}")
         self.acquired = self.read_index = self.missed = 0
         self.points = []
-        self._trigger_time = None
+        self._triggers.clear()
+        self._taken = 0
+        self._busy_until = 0.0
         self._trigger = anyio.Event()
         await self.acquisition_started()
         self.status = "BUSY" if self.mode == "INT" else "ARMED"
@@ -100,12 +107,20 @@ class TriggeredDetector(Simulator):
         return "OK"
 
     def c_trig(self, args: list[str], client: Client) -> str:
-        if self.mode != "SOFT" or self.status != "ARMED":
+        t = now()
+        if self.mode != "SOFT" or not self._ready_at(t):
             raise SimError(
                 10, f"TRIG needs SOFT mode and ARMED state (mode {self.mode}, state {self.status})"
             )
-        self._fire(now())
+        self._fire(t)
         return "OK"
+
+    def _ready_at(self, t: float) -> bool:
+        """Would the device take a trigger at time t? Armed, with points left, and the point
+        of the previous trigger ended by then on the device's own timeline."""
+        if self.status == "IDLE" or (self.npoints and self._taken >= self.npoints):
+            return False
+        return t >= self._busy_until
 
     async def c_stop(self, args: list[str], client: Client) -> str:
         await self.stop_acquisition()
@@ -127,22 +142,22 @@ class TriggeredDetector(Simulator):
     # -- acquisition -------------------------------------------------------------------------
 
     def _fire(self, t: float) -> None:
-        self._trigger_time = t
+        self._triggers.append(t)
+        self._taken += 1
+        self._busy_until = t + self.time
         self._trigger.set()
 
     def on_pulse(self, index: int, t: float, width: float) -> None:
-        if self.mode == "EXT" and self.status == "ARMED" and self._trigger_time is None:
+        if self.mode == "EXT" and self._ready_at(t):
             self._fire(t)
         else:
             self.missed += 1
 
     async def _next_trigger(self) -> float:
-        await self._trigger.wait()
-        t = self._trigger_time
-        assert t is not None
-        self._trigger_time = None
-        self._trigger = anyio.Event()
-        return t
+        while not self._triggers:
+            await self._trigger.wait()
+            self._trigger = anyio.Event()
+        return self._triggers.popleft()
 
     async def _run(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -152,7 +167,8 @@ class TriggeredDetector(Simulator):
                 if self.mode == "INT":
                     t0 = start + k * self.time
                 else:
-                    self.status = "ARMED"
+                    if not self._triggers:
+                        self.status = "ARMED"
                     t0 = await self._next_trigger()
                     self.status = "BUSY"
                 t1 = t0 + self.time
@@ -171,6 +187,7 @@ class TriggeredDetector(Simulator):
             with anyio.CancelScope(shield=True):
                 await self.acquisition_ended()
         self.status = "IDLE"
+        self._triggers.clear()
 
     def reset(self) -> None:
         if self._scope is not None:
@@ -181,6 +198,7 @@ class TriggeredDetector(Simulator):
         self.npoints = 0
         self.time = 0.0
         self.status = "IDLE"
+        self._triggers.clear()
         self.acquired = self.read_index = self.missed = 0
         self.points = []
 
