@@ -107,7 +107,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Like 'serve', on the simulated beamline shipped with blissng.",
     )
     _runtime_options(demo, "demo")
+
+    # Delegated to the services' own parsers (see main()): listed here for --help.
+    commands.add_parser(
+        "writer", add_help=False, help="run the HDF5 writer service: blissng writer --redis URL"
+    )
+    commands.add_parser(
+        "worker",
+        add_help=False,
+        help="run a workflows (Celery) worker: blissng worker --redis URL --queue NAME",
+    )
     return parser
+
+
+def _delegated(command: str) -> Callable[[list[str]], int] | None:
+    """``blissng writer ...``/``blissng worker ...``: the service's own command line."""
+    if command == "writer":
+        from blissng.writer.__main__ import main as writer_main
+
+        return writer_main
+    if command == "worker":
+        from blissng.workflows.worker import main as worker_main
+
+        return lambda argv: worker_main(argv)
+    return None
 
 
 def _state_dir_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -140,12 +163,22 @@ def _runtime_options(parser: argparse.ArgumentParser, default_state: str) -> Non
         help="no local shell even on a terminal: run until SIGTERM/SIGINT (the default when "
         "standard input or output is not a terminal)",
     )
+    from blissng.web.serve import add_web_options
+
+    add_web_options(parser)
+    parser.add_argument(
+        "--no-web", action="store_true", help="no web shell and no API (nothing can attach)"
+    )
 
 
 # ---------------------------------------------------------------------------- entry point
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegated = _delegated(argv[0]) if argv else None
+    if delegated is not None:
+        return delegated(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
@@ -291,6 +324,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import blissng.demo as demo
 
     state_dir = args.state_dir or default_state_dir("demo")
+    args.default_session = "demo"
     simulators = functools.partial(demo.start_simulators, state_dir / "simulators")
     return _serve(args, demo.config_dir(), state_dir, simulators)
 
@@ -323,6 +357,7 @@ def _serve(
     args: argparse.Namespace, config_dir: Path, state_dir: Path, extras: Extras | None = None
 ) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
+    args.run_dir = state_dir  # the server's logs and connection file (web.json) go there
     stopping = (signal.SIGTERM, signal.SIGINT)
     previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
     code = 0
@@ -400,17 +435,35 @@ async def _run_ready(
     interactive: bool,
     stop: anyio.Event,
 ) -> None:
-    """Everything is up: say so, then serve until ``stop`` (or the local shell exits)."""
-    namespace: dict[str, Any] = {"config": config, **objects}
+    """Everything is up: start the server (sessions, background tasks, writer, web app and
+    API: blissng.session.server), say so, then serve until ``stop`` (or the local shell
+    exits); leaving the server stops them in order before the devices are closed."""
+    from blissng.session.server import Server
+    from blissng.web.api import web_runner
 
-    # ------------------------------------------------------------------------------
-    # Sessions start here (blissng.session.Server, a later issue): it takes `config`,
-    # `stack.urls` and the `sessions:` section (config.section("sessions")), runs in
-    # a task group of its own until `stop` is set, and the local shell attaches to one
-    # of its sessions instead of `namespace`. The web app and the writer's supervisor
-    # start beside it.
-    # ------------------------------------------------------------------------------
+    server = Server(
+        config,
+        stack.urls,
+        state_dir=args.run_dir,
+        web=None if getattr(args, "no_web", False) else web_runner(args),
+        default_session=getattr(args, "default_session", "main"),
+    )
+    async with server:
+        # The local shell keeps its plain namespace until blissng.shell's local console
+        # attaches to a session (``blissng shell SESSION`` does, through the web app).
+        namespace: dict[str, Any] = {"config": config, "server": server, **objects}
+        await _serve_ready(args, stack, objects, config_dir, interactive, stop, namespace)
 
+
+async def _serve_ready(
+    args: argparse.Namespace,
+    stack: RedisStack,
+    objects: dict[str, Any],
+    config_dir: Path,
+    interactive: bool,
+    stop: anyio.Event,
+    namespace: dict[str, Any],
+) -> None:
     log.info(
         "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
         _since_process_start(),
@@ -420,6 +473,10 @@ async def _run_ready(
         stack.urls.data,
     )
     if interactive:
+        # The web consoles route sys.stdin away from the process (blissng.shell.output); the
+        # local prompt reads this terminal.
+        if sys.__stdin__ is not None:
+            sys.stdin = sys.__stdin__
         await run_local_shell(namespace, args, stop)
     else:
         await stop.wait()
