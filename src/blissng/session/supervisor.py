@@ -56,8 +56,14 @@ class Supervised:
         try:
             while True:
                 started_at = time.monotonic()
+                # A session of its own: a Ctrl-C or a signal to the server's process group
+                # does not kill the child before the server stops it in order.
                 self.process = await anyio.open_process(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=None, stderr=None
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=None,
+                    stderr=None,
+                    start_new_session=True,
                 )
                 self.starts += 1
                 log.info("%s started (pid %d)", self.name, self.process.pid)
