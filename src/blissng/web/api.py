@@ -26,9 +26,13 @@ Clients: :mod:`blissng.client`. Commands run in the name of holder console ``api
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import enum
 import json
+import logging
 import math
+import socket
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -43,6 +47,8 @@ from blissng.devices.protocols import Movable
 from blissng.locks import Holder, holding_as
 from blissng.scans import hooks
 from blissng.web.security import Refused, WebSecurity
+
+log = logging.getLogger("blissng.api")
 
 POSITION_PERIOD = 0.1  # seconds between two position events
 MAX_SOURCE = 100_000  # characters of a command
@@ -89,7 +95,8 @@ def object_state(name: str, obj: Any) -> dict[str, Any]:
     if isinstance(obj, Movable):
         state["kind"] = "motor"
         state["position"] = obj.position
-        state["state"] = str(getattr(obj, "state", "")) or None
+        value = getattr(obj, "state", None)
+        state["state"] = value.value if isinstance(value, enum.Enum) else value
         for attr in ("unit", "limits"):
             try:
                 state[attr] = getattr(obj, attr, None)
@@ -445,7 +452,15 @@ def web_runner(options: Any) -> Callable[..., Coroutine[Any, Any, None]]:
     async def run(server: Any, *, task_status: anyio.abc.TaskStatus[str]) -> None:
         from blissng.shell.consoles import ShellHub
 
-        from .serve import run_web_shell
+        from .serve import DEFAULT_PORT, run_web_shell
+
+        args = options
+        if getattr(options, "port", 0) == DEFAULT_PORT and _port_busy(options.host, DEFAULT_PORT):
+            # Another server (or a test) has the default port: any free one, and say which
+            # (clients read the connection file, not the port).
+            log.warning("port %d is busy: the web shell takes a free port", DEFAULT_PORT)
+            args = copy.copy(options)
+            args.port = 0
 
         routes = api_routes(server)
         server.hub = ShellHub(log_dir=server.state_dir / "logs")
@@ -453,7 +468,7 @@ def web_runner(options: Any) -> Callable[..., Coroutine[Any, Any, None]]:
             await run_web_shell(
                 list(server.sessions.values()),
                 hub=server.hub,
-                args=options,
+                args=args,
                 state_dir=server.state_dir,
                 data_url=server.redis.data if server.redis is not None else None,
                 routes=routes,
@@ -464,6 +479,17 @@ def web_runner(options: Any) -> Callable[..., Coroutine[Any, Any, None]]:
                 unhook()
 
     return run
+
+
+def _port_busy(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def openapi_schema() -> dict[str, Any]:
