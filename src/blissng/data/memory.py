@@ -18,6 +18,7 @@ import anyio
 import redis.asyncio as aredis
 
 from blissng.redisdb import async_client
+from blissng.redisdb import text as _text  # publisher.py imports it from here too
 
 from . import keys
 from .errors import DataMemoryFull, ScanNotFound
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 
 # Above this fraction of maxmemory, new scans are refused even if no guard runs.
 HARD_LIMIT = 0.95
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def _scan_document(client: aredis.Redis, scan_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from blissng.redisdb import async_client
+from blissng.redisdb import text as _text
 
 from . import keys
 from .document import STATES, description_dtype
@@ -30,10 +31,6 @@ from .fallback import fallbacks
 # The longest a single blocking XREAD waits; longer waits loop (so cancellation and dropped
 # connections are noticed).
 _BLOCK_MS = 1000
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class DataStore:

@@ -1,6 +1,6 @@
 """Redis: the embedded servers, async connections, persistent settings."""
 
-from .connection import async_client
+from .connection import async_client, text
 from .server import (
     RedisError,
     RedisStack,
@@ -20,4 +20,5 @@ __all__ = [
     "find_redis_server",
     "redis_stack",
     "start_redis",
+    "text",
 ]

@@ -13,6 +13,8 @@ from typing import Any, Generic, TypeVar
 import redis.asyncio as aredis
 from pydantic import BaseModel, ValidationError
 
+from .connection import text
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -48,7 +50,7 @@ class ObjectSettings(Generic[M]):
         raw = await self.store.redis.hgetall(self.key)
         stored: dict[str, Any] = {}
         for field, value in raw.items():
-            key = field.decode() if isinstance(field, bytes) else field
+            key = text(field)
             if key in self.model.model_fields:
                 stored[key] = json.loads(value)
         merged = {**self.defaults.model_dump(), **stored}

@@ -27,6 +27,8 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from blissng.redisdb import text
+
 from .job import Job
 
 log = logging.getLogger(__name__)
@@ -163,8 +165,8 @@ class JobRecorder:
 def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for key, value in raw.items():
-        k = key.decode() if isinstance(key, bytes) else str(key)
-        v = value.decode() if isinstance(value, bytes) else value
+        k = text(key)
+        v: Any = text(value)
         if k in ("inputs", "result"):
             v = json.loads(v)
         elif k in ("submitted", "started", "ended", "timeout"):
@@ -186,7 +188,7 @@ async def list_jobs(client: aredis.Redis, limit: int = 50) -> list[dict[str, Any
     ids = await client.zrevrange(INDEX_KEY, 0, limit - 1)
     docs = []
     for raw_id in ids:
-        doc = await read_job(client, raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id))
+        doc = await read_job(client, text(raw_id))
         if doc is not None:
             docs.append(doc)
     return docs
@@ -203,7 +205,7 @@ async def follow_jobs(
         found: Any = await client.xread({STREAM_KEY: last}, block=int(block * 1000))
         for _key, entries in found:
             for entry_id, fields in entries:
-                last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                last = text(entry_id)
                 entry = _decode(fields)
                 if session is not None and entry.get("session") != session:
                     continue

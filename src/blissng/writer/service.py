@@ -39,6 +39,7 @@ from blissng.data import (
 )
 from blissng.data import keys as data_keys
 from blissng.redisdb import async_client
+from blissng.redisdb import text as _text
 
 from .nexus import ScanFile, entry_name, link_scan, rebuild_dataset_file, scan_file_path
 
@@ -300,7 +301,3 @@ class ScanWriter:
 async def run_writer(redis_url: str) -> None:
     """The body of ``blissng writer``: write every saved scan until cancelled."""
     await WriterService(redis_url).run()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
