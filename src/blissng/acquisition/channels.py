@@ -55,6 +55,14 @@ class ChannelSink(Protocol):
     async def end(self, spec: ChannelSpec, length: int) -> None: ...
 
 
+# Exact types of single values that ``Channel.emit`` turns into a batch without np.asarray.
+_SCALAR_TYPES = frozenset(
+    {float, int, bool, np.float64, np.float32, np.int64, np.int32, np.uint32, np.uint64}
+)
+
+_SCALAR_BLOCK = 256  # scalar points allocated at once by Channel.emit's fast path
+
+
 class Channel:
     """One channel of one scan: counts its points and fans batches out to its sinks."""
 
@@ -64,6 +72,10 @@ class Channel:
         self.ended = False
         self._sinks: list[ChannelSink] = []
         self._dtype = REFERENCE_DTYPE if spec.kind == "reference" else np.dtype(spec.dtype)
+        # Scalar numeric channels take the fast path for single values (see ``emit``).
+        self._scalar = spec.shape == () and spec.kind == "data"
+        self._block: np.ndarray = np.empty(0, dtype=self._dtype)
+        self._slot = 0
 
     @property
     def name(self) -> str:
@@ -76,6 +88,24 @@ class Channel:
         """Emit one point (an array of ``shape``) or a batch (``(n, *shape)``)."""
         if self.ended:
             raise RuntimeError(f"channel {self.name} has ended; cannot emit more points")
+        if self._scalar and type(data) in _SCALAR_TYPES:
+            # One scalar point (a Python or numpy number): written into a preallocated block
+            # and passed on as a (1,) view of it, without np.asarray + reshape (about half
+            # the cost per point, measured in benchmarks/publish.py). A slot is never
+            # rewritten, so a sink may keep the batch.
+            slot = self._slot
+            block = self._block
+            if slot == len(block):
+                block = self._block = np.empty(_SCALAR_BLOCK, dtype=self._dtype)
+                slot = 0
+            block[slot] = data
+            batch = block[slot : slot + 1]
+            self._slot = slot + 1
+            index = self.length
+            self.length = index + 1
+            for sink in self._sinks:
+                await sink.put(self.spec, index, batch)
+            return
         batch = np.asarray(data, dtype=self._dtype)
         if batch.ndim == len(self.spec.shape):
             batch = batch.reshape((1, *self.spec.shape))
