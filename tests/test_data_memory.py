@@ -24,6 +24,7 @@ from blissng.data import (
     mark_scan_written,
 )
 from blissng.redisdb.server import start_one
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -91,9 +92,11 @@ async def test_publisher_trims_only_acknowledged_data(redis_urls):
             key = pub.stream_keys["x"]
             assert (await client.xrange(key, count=1))[0][0] == b"0-1"  # nothing written yet
             await acknowledge(client, pub.scan_id, {"x": 605})
-            with anyio.fail_after(10):
-                while (await client.xrange(key, count=1))[0][0] == b"0-1":
-                    await anyio.sleep(0.01)
+
+            async def trimmed() -> bool:
+                return (await client.xrange(key, count=1))[0][0] != b"0-1"
+
+            await wait_until(trimmed)
             first = int((await client.xrange(key, count=1))[0][0].split(b"-")[0])
             # trimmed to keep about 80 written points, never past the acknowledged 605
             assert 600 - 80 - 10 <= first <= 600
@@ -178,9 +181,7 @@ async def test_memory_guard_trims_written_data_and_refuses_new_scans(tmp_path, c
                 async with ScanPublisher(url, doc(4), [ChannelSpec("x", "float64")]):
                     pass
             # the running scan holds its data, visibly
-            with anyio.fail_after(10):
-                while live.status.state != "memory_full":
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: live.status.state == "memory_full")
             assert "full of data not yet written" in live.status.message
             assert any("full" in r.getMessage() for r in caplog.records)
             for i in range(1, 50):
@@ -211,9 +212,7 @@ async def test_memory_guard_runs_as_a_task(redis_urls):
         guard = MemoryGuard(redis_urls.data, threshold=0.8, interval=0.01, max_bytes=2**40)
         async with anyio.create_task_group() as tg:
             tg.start_soon(guard.run)
-            with anyio.fail_after(10):
-                while not await client.exists("blissng:memory"):
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: client.exists("blissng:memory"))
             tg.cancel_scope.cancel()
         status = await client.hgetall("blissng:memory")
         assert status[b"state"] == b"ok"
@@ -252,9 +251,7 @@ async def test_redis_out_of_memory_holds_the_scan_until_room_is_made(tmp_path):
         async with ScanPublisher(url, doc(2), [channel], options=options) as pub:
             for i in range(8):
                 await channel.emit(np.full((ROWS, 1024), i, dtype="f8"))
-            with anyio.fail_after(20):
-                while pub.status.state != "memory_full":
-                    await anyio.sleep(0.01)
+            await wait_until(lambda: pub.status.state == "memory_full", timeout=20)
             assert "OOM" in pub.status.message or "maxmemory" in pub.status.message
             status = await MemoryGuard(client, threshold=0.5).check()
             assert status.trimmed_entries >= 6

@@ -27,6 +27,7 @@ from blissng.data import (
     acknowledge,
 )
 from blissng.redisdb.server import RedisProcess, start_one
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -153,9 +154,7 @@ async def test_redis_restart_mid_scan_republishes_what_is_not_on_disk(own_redis)
             await anyio.lowlevel.checkpoint()
         # The writer acknowledges 200 points on disk; the publisher takes note of it.
         await acknowledge(writer, pub.scan_id, {"c": 200})
-        with anyio.fail_after(10):
-            while pub.status.acknowledged_points["c"] != 200:
-                await anyio.sleep(0.01)
+        await wait_until(lambda: pub.status.acknowledged_points["c"] == 200)
         await writer.aclose()
         # only what is not on disk stays retained (give or take the entry holding point 200)
         assert 300 * 8 <= pub.status.retained_bytes < 500 * 8

@@ -16,6 +16,7 @@ from blissng.scans import ScanContext, mv, mvr, umv, umvr, use_context, wa, wm
 from blissng.scans.motor_commands import MotorCommandError
 from blissng.sim.motors import MockupController
 from test_scans import DeadMotor
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -81,9 +82,7 @@ async def test_cancelling_umv_stops_the_motors(ctx) -> None:
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             tg.start_soon(umv, m1, 8, m2, 9)
-            with anyio.fail_after(5):
-                while not (m1.is_moving and m2.is_moving):
-                    await anyio.sleep(0.005)
+            await wait_until(lambda: m1.is_moving and m2.is_moving, timeout=5, interval=0.005)
             scope.cancel()
     assert not m1.is_moving and not m2.is_moving
     assert (await m1.read_position()) < 8 and (await m2.read_position()) < 9

@@ -45,6 +45,7 @@ from blissng.scans import (
 )
 from blissng.sim.counters import SimCounterController
 from blissng.sim.motors import MockupController
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -288,9 +289,8 @@ async def test_cancelled_dscan_stops_the_motor_and_returns_it(ctx) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(scan.run)
             await first.wait()
-            with anyio.fail_after(5):
-                while not dev.m1.is_moving:  # the move to point 1 has started
-                    await anyio.sleep(0.001)
+            # the move to point 1 has started
+            await wait_until(lambda: dev.m1.is_moving, timeout=5, interval=0.001)
             scope.cancel()
     assert scan.state == "aborted"
     assert not dev.m1.is_moving

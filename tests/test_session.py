@@ -18,6 +18,7 @@ from blissng.scans.bridge import CommandCancelled
 from blissng.scans.clients import close_shared_clients
 from blissng.scans.scan_saving import ScanSavingError
 from blissng.session.session import Session, SessionError
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -132,9 +133,10 @@ async def test_setup_script_runs_and_its_errors_are_reported(config, settings, r
 async def test_ctrl_c_cancels_scans_and_plain_code(config, settings, redis_urls, tmp_path):
     async with session("s1", config, settings, redis_urls, tmp_path) as s:
         cmd = s.submit_source("loopscan(100000, 0.01, sim)")
-        with anyio.fail_after(10):
-            while s.last_scan is None or s.last_scan.control.point_index < 2:
-                await anyio.sleep(0.005)
+        await wait_until(
+            lambda: s.last_scan is not None and s.last_scan.control.point_index >= 2,
+            interval=0.005,
+        )
         cmd.cancel()
         with pytest.raises(CommandCancelled):
             with anyio.fail_after(5):
@@ -142,9 +144,7 @@ async def test_ctrl_c_cancels_scans_and_plain_code(config, settings, redis_urls,
         assert cmd.state == "cancelled" and s.last_scan.state == "aborted"
         # Plain user code in its worker thread is interrupted too.
         cmd = s.submit_source("import time\nwhile True:\n    time.sleep(0.001)")
-        with anyio.fail_after(5):
-            while cmd.state != "running":
-                await anyio.sleep(0.005)
+        await wait_until(lambda: cmd.state == "running", timeout=5, interval=0.005)
         cmd.cancel()
         with pytest.raises(CommandCancelled):
             with anyio.fail_after(5):

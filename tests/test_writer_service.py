@@ -18,6 +18,7 @@ from blissng.data import DataStore, ScanDocument, ScanPublisher, unregister_fall
 from blissng.data import keys as data_keys
 from blissng.writer import WriterService, install, scan_file_path
 from blissng.writer.service import EVENTS_STREAM
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +44,6 @@ async def publish(channels, start, stop):
     values = expected_points(stop - start, start)
     for channel in channels:
         await channel.emit(values[channel.name])
-
-
-async def wait_for(predicate, timeout=20.0, interval=0.02):
-    """Wait on a condition in Redis (the writer is another task or process)."""
-    with anyio.fail_after(timeout):
-        while not await predicate():
-            await anyio.sleep(interval)
 
 
 def doc(tmp_path: Path, number: int, **kwargs) -> ScanDocument:
@@ -94,7 +88,7 @@ async def test_writer_follows_a_scan_and_writes_what_was_acquired(redis_urls, tm
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.run)
             scan_id = await run_scan(redis_urls.data, doc(tmp_path, 1), npoints=50)
-            await wait_for(lambda: is_written(client, scan_id))
+            await wait_until(lambda: is_written(client, scan_id), timeout=20)
             tg.cancel_scope.cancel()
         async with DataStore(redis_urls.data) as store:
             view = await store.get_scan(scan_id)
@@ -122,7 +116,7 @@ async def test_reader_falls_back_on_the_file_after_expiry(redis_urls, tmp_path):
             service = WriterService(redis_urls.data, flush_interval=0.1)
             tg.start_soon(service.run)
             scan_id = await run_scan(redis_urls.data, doc(tmp_path, 2), npoints=20)
-            await wait_for(lambda: is_written(client, scan_id))
+            await wait_until(lambda: is_written(client, scan_id), timeout=20)
             tg.cancel_scope.cancel()
         # As if the TTL ran out: every key of the scan leaves Redis.
         keys = [k async for k in client.scan_iter(match=f"blissng:scan:{scan_id}*")]
@@ -155,7 +149,7 @@ async def test_writer_killed_mid_scan_resumes_to_an_identical_file(redis_urls, t
     try:
         # An earlier scan, complete: its file must never be touched again.
         first_id = await run_scan(redis_urls.data, doc(tmp_path, 1), npoints=10)
-        await wait_for(lambda: is_written(client, first_id))
+        await wait_until(lambda: is_written(client, first_id), timeout=20)
         first = scan_file_path({"path": str(tmp_path / "data" / "sample_0001.h5"), "number": 1})
         digest, mtime = file_digest(first), first.stat().st_mtime_ns
 
@@ -168,7 +162,7 @@ async def test_writer_killed_mid_scan_resumes_to_an_identical_file(redis_urls, t
                 acked = await client.hget(data_keys.ack_key(publisher.scan_id), "diode")
                 return acked is not None and int(acked) >= 100
 
-            await wait_for(some_acknowledged)
+            await wait_until(some_acknowledged, timeout=20)
             writer.send_signal(signal.SIGKILL)
             writer.wait()
             await publish(channels, 300, 1000)
@@ -176,7 +170,7 @@ async def test_writer_killed_mid_scan_resumes_to_an_identical_file(redis_urls, t
                 await channel.end()
             await publisher.close("success")
         writer = start_writer_process(redis_urls.data)
-        await wait_for(lambda: is_written(client, publisher.scan_id), timeout=60)
+        await wait_until(lambda: is_written(client, publisher.scan_id), timeout=60)
         on_disk = read_scan_file({"path": str(tmp_path / "data" / "sample_0001.h5"), "number": 2})
         expected = expected_points(1000)
         for name in ("m1", "diode", "mca1:spectrum"):
@@ -207,7 +201,7 @@ async def test_disk_full_is_reported_and_earlier_scans_stay_intact(redis_urls, t
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.run)
             first_id = await run_scan(redis_urls.data, doc(small, 1), npoints=10)
-            await wait_for(lambda: is_written(client, first_id))
+            await wait_until(lambda: is_written(client, first_id), timeout=20)
             first = scan_file_path({"path": str(small / "data" / "sample_0001.h5"), "number": 1})
             digest = file_digest(first)
             # 20,000 spectra of 32 x uint32 = 2.5 MB: more than the disk holds.
@@ -216,7 +210,7 @@ async def test_disk_full_is_reported_and_earlier_scans_stay_intact(redis_urls, t
             async def reported():
                 return bool(await client.hget(data_keys.ack_key(big_id), "error"))
 
-            await wait_for(reported)
+            await wait_until(reported, timeout=20)
             tg.cancel_scope.cancel()
         error = (await client.hget(data_keys.ack_key(big_id), "error")).decode()
         assert "No space left on device" in error or "MB free" in error, error
@@ -259,7 +253,7 @@ async def test_unwritable_directory_is_reported_without_losing_data(redis_urls, 
             async def reported():
                 return bool(await client.hget(data_keys.ack_key(scan_id), "error"))
 
-            await wait_for(reported)
+            await wait_until(reported, timeout=20)
             tg.cancel_scope.cancel()
         error = (await client.hget(data_keys.ack_key(scan_id), "error")).decode()
         assert "Read-only file system" in error, error
