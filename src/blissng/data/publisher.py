@@ -424,34 +424,46 @@ class ScanPublisher:
 
     async def put(self, spec: ChannelSpec, index: int, batch: np.ndarray) -> None:
         """Queue a batch; waits only when the buffer is full (backpressure)."""
-        if self._failure is not None:
-            raise self._failure
+        # The per-point path (every emit of every channel): one test for the usual case,
+        # the reasons for refusing in _refuse_put.
         ch = self._channels.get(spec.name)
-        if ch is None:
-            raise DataPublishError(
-                f"scan {self.scan_id}: channel {spec.name!r} was not declared to the publisher"
-            )
-        if ch.end_length is not None:
-            raise DataPublishError(f"scan {self.scan_id}: channel {spec.name!r} has ended")
-        if index != ch.next_index:
-            raise DataPublishError(
-                f"scan {self.scan_id}: channel {spec.name!r} got a batch at index {index}, "
-                f"expected {ch.next_index} (points must arrive in order, without gap)"
-            )
-        if batch.dtype is not ch.dtype and batch.dtype != ch.dtype:
-            if ch.spec.kind == "reference" and batch.dtype.itemsize == ch.dtype.itemsize:
+        if (
+            ch is None
+            or index != ch.next_index
+            or ch.end_length is not None
+            or self._failure is not None
+        ):
+            raise self._refuse_put(ch, spec, index)
+        dtype = batch.dtype
+        if dtype is not ch.dtype and dtype != ch.dtype:
+            if ch.spec.kind == "reference" and dtype.itemsize == ch.dtype.itemsize:
                 batch = batch.view(ch.dtype)
             else:
                 batch = batch.astype(ch.dtype)
         payload = batch.tobytes()  # a copy, in C order: the emitter may reuse its array
-        ch.pending.append((len(batch), payload))
-        ch.next_index += len(batch)
+        n = len(batch)
+        ch.pending.append((n, payload))
+        ch.next_index = index + n
         self._buffered += len(payload)
         if not self._woken:
             self._woken = True
             self._wake.set()
         if self._buffered > self._buffer_limit:
             await self._wait_for_room()
+
+    def _refuse_put(self, ch: _ChannelState | None, spec: ChannelSpec, index: int) -> BaseException:
+        if self._failure is not None:
+            return self._failure
+        if ch is None:
+            return DataPublishError(
+                f"scan {self.scan_id}: channel {spec.name!r} was not declared to the publisher"
+            )
+        if ch.end_length is not None:
+            return DataPublishError(f"scan {self.scan_id}: channel {spec.name!r} has ended")
+        return DataPublishError(
+            f"scan {self.scan_id}: channel {spec.name!r} got a batch at index {index}, "
+            f"expected {ch.next_index} (points must arrive in order, without gap)"
+        )
 
     async def end(self, spec: ChannelSpec, length: int) -> None:
         """The channel has no more points: its stream is sealed at ``length``."""
