@@ -23,7 +23,6 @@ from blissng.acquisition import (
     AcquisitionError,
     ChainConfigurationError,
     ChainPreset,
-    ChannelSpec,
     HardwareTriggerMaster,
     MotorStepMaster,
     PauseCondition,
@@ -40,6 +39,7 @@ from blissng.devices.protocols import (
     TriggerMode,
     TriggerSource,
 )
+from sinks import subscribe
 
 pytestmark = pytest.mark.anyio
 
@@ -211,33 +211,6 @@ class HardwareDetector:
 
     async def stop(self) -> None:
         self.journal.append(f"{self.name}.stop")
-
-
-class RecordingSink:
-    """A channel sink keeping (index, batch) per channel and the sealed lengths."""
-
-    def __init__(self) -> None:
-        self.batches: dict[str, list[tuple[int, np.ndarray]]] = {}
-        self.ended: dict[str, int] = {}
-
-    async def put(self, spec: ChannelSpec, index: int, batch: np.ndarray) -> None:
-        self.batches.setdefault(spec.name, []).append((index, batch.copy()))
-
-    async def end(self, spec: ChannelSpec, length: int) -> None:
-        self.ended[spec.name] = length
-
-    def indices(self, name: str) -> list[int]:
-        return [i + k for i, b in self.batches.get(name, []) for k in range(len(b))]
-
-    def values(self, name: str) -> np.ndarray:
-        return np.concatenate([b for _, b in self.batches[name]])
-
-
-def subscribe(chain: AcquisitionChain) -> RecordingSink:
-    sink = RecordingSink()
-    for channel in chain.channels:
-        channel.subscribe(sink)
-    return sink
 
 
 def step_chain(

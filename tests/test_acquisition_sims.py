@@ -20,7 +20,6 @@ from blissng.acquisition import (
     AcquirableSlave,
     AcquisitionChain,
     AcquisitionError,
-    ChannelSpec,
     HardwareTriggerMaster,
     MotorStepMaster,
     PauseCondition,
@@ -33,6 +32,7 @@ from blissng.acquisition import (
 from blissng.config import Config
 from blissng.sim.addresses import register_simulators, unregister_simulators
 from blissng.sim.servers import SimHost
+from sinks import subscribe
 
 pytestmark = pytest.mark.anyio
 
@@ -74,31 +74,6 @@ def devices(sims: SimHost, config_dir: Path) -> Iterator[Config]:
         yield Config(config_dir)
     finally:
         unregister_simulators(list(sims.urls))
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.batches: dict[str, list[tuple[int, np.ndarray]]] = {}
-        self.ended: dict[str, int] = {}
-
-    async def put(self, spec: ChannelSpec, index: int, batch: np.ndarray) -> None:
-        self.batches.setdefault(spec.name, []).append((index, batch.copy()))
-
-    async def end(self, spec: ChannelSpec, length: int) -> None:
-        self.ended[spec.name] = length
-
-    def indices(self, name: str) -> list[int]:
-        return [i + k for i, b in self.batches.get(name, []) for k in range(len(b))]
-
-    def values(self, name: str) -> np.ndarray:
-        return np.concatenate([b for _, b in self.batches[name]])
-
-
-def subscribe(chain: AcquisitionChain) -> Sink:
-    sink = Sink()
-    for channel in chain.channels:
-        channel.subscribe(sink)
-    return sink
 
 
 async def close(*objects: Any) -> None:

@@ -32,6 +32,7 @@ from blissng.comm import CommTimeout
 from blissng.health import LoopMonitor
 from blissng.sim.detectors import SimAddress
 from blissng.sim.streaming import SimBadDevice, SimGoodDevice
+from sinks import RecordingSink, subscribe
 
 pytestmark = pytest.mark.anyio
 
@@ -103,27 +104,6 @@ class PacketStreamSlave(AcquisitionSlave):
         await self._stop_stream("stop")
 
 
-class ArraySink:
-    """Keeps every batch by channel, with its index, to check integrity afterwards."""
-
-    def __init__(self) -> None:
-        self.batches: dict[str, list[tuple[int, np.ndarray]]] = {}
-        self.ended: dict[str, int] = {}
-
-    async def put(self, spec: ChannelSpec, index: int, batch: np.ndarray) -> None:
-        self.batches.setdefault(spec.name, []).append((index, batch.copy()))
-
-    async def end(self, spec: ChannelSpec, length: int) -> None:
-        self.ended[spec.name] = length
-
-    def values(self, name: str) -> np.ndarray:
-        batches = self.batches.get(name, [])
-        indices = [index for index, _ in batches]
-        expected = np.cumsum([0] + [len(b) for _, b in batches])[:-1].tolist()
-        assert indices == expected, f"{name}: batch indices {indices[:5]}... not contiguous"
-        return np.concatenate([b for _, b in batches]) if batches else np.empty(0)
-
-
 def decode(raw: np.ndarray, first: int) -> float:
     """The CPU-heavy part of a reader (runs in a worker thread): check the payload is the
     next run of the device's counter, then reduce it (a spectrum of the signal)."""
@@ -177,7 +157,7 @@ async def payload_reader(
 
 @dataclasses.dataclass
 class ScenarioResult:
-    sink: ArraySink
+    sink: RecordingSink
     good_points: int
     bad_points: int
     good_overrun: int
@@ -212,9 +192,7 @@ async def run_fairness_scenario(
     bad_slave = PacketStreamSlave(bad, bad_points)
     chain.add(timer, good_slave)
     chain.add(timer, bad_slave)
-    sink = ArraySink()
-    for channel in chain.channels:
-        channel.subscribe(sink)
+    sink = subscribe(chain)
     reports = [ReaderReport() for _ in range(READERS)]
     stop_readers = anyio.Event()
     overrun = -1
@@ -277,7 +255,7 @@ async def test_good_and_bad_devices_are_served_beside_16_payload_readers(
         assert report.reads >= 5, (report, loop)
         assert report.largest_payload == PAYLOAD_POINTS * 8
     # The good device: every point once, in order, no overrun.
-    good_values = result.sink.values("good:value")
+    good_values = result.sink.contiguous_values("good:value")
     np.testing.assert_array_equal(good_values, np.arange(result.good_points, dtype=float))
     assert result.sink.ended["good:value"] == result.good_points
     assert result.good_overrun == 0, loop
@@ -287,7 +265,7 @@ async def test_good_and_bad_devices_are_served_beside_16_payload_readers(
     assert dropped == 0, f"the bad device dropped {dropped} of {produced} packets\n{loop}"
     assert result.bad_gaps == 0, loop
     assert result.bad_received == produced
-    seqs = result.sink.values("bad:seq")
+    seqs = result.sink.contiguous_values("bad:seq")
     np.testing.assert_array_equal(seqs, np.arange(result.bad_points))
 
 
