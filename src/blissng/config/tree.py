@@ -21,13 +21,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import ConfigError, Location
+
+M = TypeVar("M", bound=BaseModel)
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
@@ -72,6 +75,34 @@ class Section:
     def location_of(self, *path: str | int) -> Location:
         """The file and line of an item inside the section: ``location_of(0, "name")``."""
         return locate(self.location.file, self.node, path, self.location.line)
+
+    def validated_items(self, model: type[M], shape: str) -> list[M]:
+        """A list section (``sessions:``, ``background:``), each item validated by ``model``.
+
+        ``shape`` says what the list holds, for the error when the section is not a list
+        ("a list of sessions (- name: demo ...)"). A ConfigError names the file, the item's
+        line, the item (``sessions[1]``) and the field.
+        """
+        if not isinstance(self.value, list):
+            raise ConfigError(f"{self.key}: is {shape}", location=self.location)
+        items: list[M] = []
+        for index, item in enumerate(self.value):
+            try:
+                items.append(model.model_validate(item))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                path = [str(p) for p in first["loc"]]
+                try:
+                    location = self.location_of(index, *path[:1])
+                except Exception:
+                    location = self.location
+                raise ConfigError(
+                    first["msg"],
+                    location=location,
+                    object=f"{self.key}[{index}]",
+                    field=".".join(path) or None,
+                ) from None
+        return items
 
 
 @dataclasses.dataclass

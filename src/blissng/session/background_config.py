@@ -29,7 +29,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from blissng.config import Config, ConfigError
 from blissng.devices.protocols import Movable
@@ -75,28 +75,7 @@ def background_specs(config: Config) -> list[BackgroundSpec]:
     section = config.section("background")
     if section is None:
         return []
-    if not isinstance(section.value, list):
-        raise ConfigError(
-            "background: is a list of tasks (- name: ... period: ...)", location=section.location
-        )
-    specs: list[BackgroundSpec] = []
-    for index, item in enumerate(section.value):
-        try:
-            specs.append(BackgroundSpec.model_validate(item))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            path = [str(p) for p in first["loc"]]
-            try:
-                location = section.location_of(index, *path[:1])
-            except Exception:
-                location = section.location
-            raise ConfigError(
-                first["msg"],
-                location=location,
-                object=f"background[{index}]",
-                field=".".join(path) or None,
-            ) from None
-    return specs
+    return section.validated_items(BackgroundSpec, "a list of tasks (- name: ... period: ...)")
 
 
 def build_regulation(name: str, spec: RegulationSpec, config: Config) -> RegulationLoop:

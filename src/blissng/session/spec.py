@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from blissng.config import Config, ConfigError
 from blissng.redisdb import RedisUrls
@@ -67,28 +67,10 @@ def session_specs(config: Config) -> list[SessionSpec]:
     section = config.section("sessions")
     if section is None:
         return []
-    if not isinstance(section.value, list):
-        raise ConfigError(
-            "sessions: is a list of sessions (- name: demo ...)", location=section.location
-        )
     specs: list[SessionSpec] = []
     base = Path(section.location.file).parent
-    for index, item in enumerate(section.value):
-        try:
-            spec = SessionSpec.model_validate(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            path = [str(p) for p in first["loc"]]
-            try:
-                location = section.location_of(index, *path[:1])
-            except Exception:
-                location = section.location
-            raise ConfigError(
-                first["msg"],
-                location=location,
-                object=f"sessions[{index}]",
-                field=".".join(path) or None,
-            ) from None
+    validated = section.validated_items(SessionSpec, "a list of sessions (- name: demo ...)")
+    for index, spec in enumerate(validated):
         if any(s.name == spec.name for s in specs):
             raise ConfigError(
                 f"session {spec.name!r} is defined twice",
