@@ -13,13 +13,13 @@ controllers under one timer (the fan-out path).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Mapping
 
 import anyio
 import numpy as np
+from _figures import figure, median, spread
 
 from blissng.acquisition import (
     AcquirableSlave,
@@ -29,6 +29,8 @@ from blissng.acquisition import (
     SoftwareTimerMaster,
 )
 from blissng.devices.protocols import AcquisitionParameters
+
+NAME = "chain_overhead"
 
 
 class Counter:
@@ -136,40 +138,35 @@ async def chain_run(npoints: int, ncontrollers: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def figure(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
-    print(
-        json.dumps(
-            {
-                "benchmark": "chain_overhead",
-                "metric": metric,
-                "value": round(value, 2),
-                "unit": unit,
-                "baseline": None if baseline is None else round(baseline, 2),
-                "target": target,
-            }
-        )
-    )
+ROUNDS = 5  # alternated plain/engine rounds; figures are medians, the range is printed
 
 
 async def main(npoints: int) -> None:
     for ncontrollers in (1, 3):
         await plain_loop(1000, ncontrollers)  # warm up
         await chain_run(1000, ncontrollers)
-        plains = [await plain_loop(npoints, ncontrollers) for _ in range(3)]
-        engines = [await chain_run(npoints, ncontrollers) for _ in range(3)]
-        plain, plain_cpu = min(p[0] for p in plains), min(p[1] for p in plains)
-        engine, engine_cpu = min(e[0] for e in engines), min(e[1] for e in engines)
-        rate, plain_rate = npoints / engine, npoints / plain
-        overhead_us = (engine - plain) / npoints * 1e6
-        cpu_us = (engine_cpu - plain_cpu) / npoints * 1e6  # robust on a loaded machine
+        plains, engines = [], []
+        for _ in range(ROUNDS):  # alternated, so that load from other processes hits both
+            plains.append(await plain_loop(npoints, ncontrollers))
+            engines.append(await chain_run(npoints, ncontrollers))
+        rates = [npoints / e[0] for e in engines]
+        plain_rate = median([npoints / p[0] for p in plains])
+        # per round: engine minus the plain loop run just before it
+        overheads = [(e[0] - p[0]) / npoints * 1e6 for p, e in zip(plains, engines, strict=True)]
+        cpus = [(e[1] - p[1]) / npoints * 1e6 for p, e in zip(plains, engines, strict=True)]
+        rate, overhead_us, cpu_us = median(rates), median(overheads), median(cpus)
         label = f"{ncontrollers} controller{'s' if ncontrollers > 1 else ''} x 8 counters"
         print(
             f"chain, {label}: {rate:,.0f} points/s (plain loop {plain_rate:,.0f}), "
             f"engine overhead {overhead_us:.1f} µs/point wall, {cpu_us:.1f} µs/point CPU"
         )
-        figure(f"points_per_s_{ncontrollers}ctrl", rate, "points/s", plain_rate, ">= 10000")
-        figure(f"overhead_us_per_point_{ncontrollers}ctrl", overhead_us, "us", 0.0, "<= 80")
-        figure(f"overhead_cpu_us_per_point_{ncontrollers}ctrl", cpu_us, "us", 0.0, "<= 80")
+        figure(NAME, f"points_per_s_{ncontrollers}ctrl", rate, "points/s",
+               baseline=plain_rate, target=">= 10000", note=spread(rates, ",.0f"))  # fmt: skip
+        figure(NAME, f"overhead_us_per_point_{ncontrollers}ctrl", overhead_us, "us",
+               baseline=0.0, target="<= 80", note=spread(overheads, ".1f"))  # fmt: skip
+        # CPU time: robust on a loaded machine
+        figure(NAME, f"overhead_cpu_us_per_point_{ncontrollers}ctrl", cpu_us, "us",
+               baseline=0.0, target="<= 80", note=spread(cpus, ".1f"))  # fmt: skip
 
 
 if __name__ == "__main__":
