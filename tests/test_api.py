@@ -169,3 +169,44 @@ async def test_sync_client(server: Server) -> None:
 
     positions = await anyio.to_thread.run_sync(script)
     assert positions["m2"] == pytest.approx(0.25)
+
+
+@pytest.mark.timeout(90)
+async def test_a_web_console_command_holds_its_motor_in_the_console_name(server: Server) -> None:
+    """The holder of a lock taken by a command typed in a browser tab is that tab's console."""
+    from websockets.sync.client import connect as ws_connect
+
+    from blissng.locks import DeviceLocked
+    from blissng.web.testing import ConsoleClient
+
+    assert server.url is not None
+    base, token = server.url.split("/?token=")
+    uri = base.replace("http://", "ws://") + f"/ws/console/alpha?token={token}"
+    slow = server.session("alpha").objects["slow"]
+
+    def open_tab() -> ConsoleClient:
+        tab = ConsoleClient(ws_connect(uri, open_timeout=10, max_size=None))
+        tab.type("mv(slow, 5)\r")
+        tab.wait_status(busy=True, timeout=30)
+        return tab
+
+    tab = await anyio.to_thread.run_sync(open_tab)
+    try:
+        with anyio.fail_after(20):
+            while not slow.is_moving:
+                await anyio.sleep(0.01)
+        with pytest.raises(DeviceLocked) as info:
+            await server.session("beta").execute("mv(slow, 0)")
+        assert f"session 'alpha', console '{tab.console_id}', running 'mv(slow, 5)'" in str(
+            info.value
+        )
+
+        def interrupt() -> None:
+            tab.type("\x03")
+            tab.wait_status(busy=False, timeout=30)
+
+        await anyio.to_thread.run_sync(interrupt)
+        assert not slow.is_moving
+        await server.session("beta").execute("mv(slow, 0)")  # free again
+    finally:
+        await anyio.to_thread.run_sync(tab.close)

@@ -90,6 +90,7 @@ class _Held:
     released: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     scopes: list[anyio.CancelScope] = dataclasses.field(default_factory=list)
     lost_reason: str = ""
+    lease: float = 3.0  # seconds
 
 
 class LockManager:
@@ -128,11 +129,15 @@ class LockManager:
     # ------------------------------------------------------------------ holding
 
     @contextlib.asynccontextmanager
-    async def lock(self, *devices: str, timeout: float = 0.0) -> AsyncIterator[None]:
+    async def lock(
+        self, *devices: str, timeout: float = 0.0, lease_time: float | None = None
+    ) -> AsyncIterator[None]:
         """Hold ``devices`` for the block.
 
         ``timeout=0`` fails at once with :class:`DeviceLocked` naming the holder; a positive
         timeout waits that long. Devices already held by the same holder are re-entered.
+        ``lease_time`` overrides the manager's for these leases (a server's session lock
+        takes a longer one: losing it to a stalled event loop would close the session).
         """
         holder = current_holder()
         wanted = sorted(set(devices))  # one order everywhere: no deadlock between holders
@@ -144,7 +149,7 @@ class LockManager:
             if not new:
                 yield
                 return
-            await self._acquire(new, holder, timeout)
+            await self._acquire(new, holder, timeout, lease_time or self.lease_time)
             mine = [self._held[device] for device in new]
             try:
                 async with anyio.create_task_group() as tg:
@@ -178,7 +183,9 @@ class LockManager:
         held = self._held.get(device)
         return held is not None and held.holder.key == holder.key
 
-    async def _acquire(self, devices: list[str], holder: Holder, timeout: float) -> None:
+    async def _acquire(
+        self, devices: list[str], holder: Holder, timeout: float, lease: float
+    ) -> None:
         start = time.monotonic()
         deadline = start + timeout
         taken: list[str] = []
@@ -191,7 +198,7 @@ class LockManager:
                         raise DeviceLocked(device, self._held[device].holder, timeout)
                     with anyio.move_on_after(remaining):
                         await self._held[device].released.wait()
-                held = _Held(holder, time.time(), token=secrets.token_hex(8))
+                held = _Held(holder, time.time(), token=secrets.token_hex(8), lease=lease)
                 self._held[device] = held
                 taken.append(device)
                 # Across processes: a lease in Redis.
@@ -208,7 +215,7 @@ class LockManager:
     ) -> None:
         value = json.dumps({"token": held.token, "since": held.since, **held.holder.to_dict()})
         held.value = value
-        lease_ms = int(self.lease_time * 1000)
+        lease_ms = int(held.lease * 1000)
         while True:
             if await client.set(f"lock:{device}", value, nx=True, px=lease_ms):
                 return
@@ -222,9 +229,11 @@ class LockManager:
         """Renew the leases every quarter lease; abort the holder before they can expire."""
         client = self._redis()
         assert client is not None
-        interval = self.lease_time / 4
+        first = self._held.get(devices[0])
+        lease = first.lease if first is not None else self.lease_time
+        interval = lease / 4
         last_ok = time.monotonic()
-        lease_ms = int(self.lease_time * 1000)
+        lease_ms = int(lease * 1000)
         while True:
             await anyio.sleep(interval)
             try:
@@ -236,7 +245,7 @@ class LockManager:
                 last_ok = time.monotonic()
             except (RedisError, OSError) as exc:
                 # Give up while a full renewal interval of the lease is still left.
-                if time.monotonic() - last_ok > self.lease_time - 2 * interval:
+                if time.monotonic() - last_ok > lease - 2 * interval:
                     for device in devices:
                         self._lose(device, f"cannot renew its Redis lease ({exc})")
                     return

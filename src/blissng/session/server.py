@@ -51,6 +51,7 @@ from .supervisor import Supervised, writer_command
 log = logging.getLogger("blissng.server")
 
 STOP_DEADLINE = 10.0  # seconds for the motors to stop at shutdown
+SESSION_LEASE = 10.0  # seconds: a killed server's sessions are free again after this
 
 
 class ServerError(RuntimeError):
@@ -275,7 +276,10 @@ class Server:
         acquired = False
         with holding_as(holder):
             try:
-                async with self.locks.lock(session_lock_name(session.name), timeout=0):
+                lock = self.locks.lock(
+                    session_lock_name(session.name), timeout=0, lease_time=SESSION_LEASE
+                )
+                async with lock:
                     acquired = True
                     async with session:
                         task_status.started()
