@@ -3,12 +3,13 @@
 A supervised child is restarted when it dies, with a growing pause if it keeps dying at
 start, and is stopped (SIGTERM, then SIGKILL after a deadline) when its owner's scope ends,
 so the server never leaves an orphan behind. If the server itself is killed (SIGKILL), the
-writer notices that its parent is gone (``--exit-with-parent``) and exits.
+writer notices that its parent is gone (``--parent-pid``) and exits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -98,4 +99,5 @@ class Supervised:
 
 def writer_command(redis_url: str) -> list[str]:
     """The writer as a child of this interpreter (``python -m blissng.writer``)."""
-    return [sys.executable, "-m", "blissng.writer", "--redis", redis_url, "--exit-with-parent"]
+    parent = str(os.getpid())
+    return [sys.executable, "-m", "blissng.writer", "--redis", redis_url, "--parent-pid", parent]

@@ -21,11 +21,17 @@ async def _main(redis_url: str, parent: int | None) -> None:
 
 async def _exit_with_parent(parent: int, scope: anyio.CancelScope) -> None:
     """A supervised writer must not outlive a server that was killed."""
-    pidfd = os.pidfd_open(parent)  # readable when the parent exits (Linux >= 5.3)
+    # The pid is given by the parent itself: by the time this runs the parent may already be
+    # gone, and os.getppid() would then name whoever adopted us.
     try:
-        await anyio.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
+        pidfd = os.pidfd_open(parent)  # readable when that process exits (Linux >= 5.3)
+    except ProcessLookupError:
+        pidfd = None
+    if pidfd is not None:
+        try:
+            await anyio.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
     logging.getLogger("blissng.writer").warning("parent %d is gone: exiting", parent)
     scope.cancel()
 
@@ -35,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", required=True, help="URL of the data Redis")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
-        "--exit-with-parent", action="store_true", help="exit when the parent process dies"
+        "--parent-pid", type=int, default=None, help="exit when this process (the server) dies"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("blissng.writer").info("writer ready on %s", args.redis)
     try:
-        anyio.run(_main, args.redis, os.getppid() if args.exit_with_parent else None)
+        anyio.run(_main, args.redis, args.parent_pid)
     except KeyboardInterrupt:
         return 0
     return 0
