@@ -18,7 +18,6 @@ trips through real sockets). Its baseline is the plain loop over the same transp
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _figures import figure, median, spread
 
 from blissng.devices.protocols import AcquisitionParameters
 from blissng.redisdb import redis_stack
@@ -35,22 +35,14 @@ from blissng.sim.counters import SimCounterController
 from blissng.sim.motors import MockupController
 
 NAME = "step_scan"
+ROUNDS = 5  # alternated loop/scan rounds; figures are medians, their range is printed
 
 
-def emit(metric: str, value: float, unit: str, baseline: float, target: float, text: str) -> None:
+def emit(
+    metric: str, value: float, unit: str, baseline: float, target: float, text: str, note: str = ""
+) -> None:
     print(text)
-    print(
-        json.dumps(
-            {
-                "benchmark": NAME,
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "baseline": round(baseline, 3),
-                "target": target,
-            }
-        )
-    )
+    figure(NAME, metric, value, unit, baseline=baseline, target=target, note=note)
 
 
 def devices() -> tuple[Any, Any]:
@@ -109,16 +101,25 @@ async def in_process(npoints: int, redis_url: Any) -> None:
     # Warm up (imports, Redis connection, first-call paths).
     await scan_once(m1, sim, 100, context)
     await plain_loop(m1, sim, 100)
-    loop_times = []
-    scan_times = []
-    for _ in range(3):
+    loop_times: list[float] = []
+    scan_times: list[float] = []
+    local_times: list[float] = []
+    # Without publishing: the engine and the scans layer alone.
+    local = ScanContext(session="bench", redis=None, output=None, motors=lambda: [m1])
+    cpu_overheads: list[float] = []  # this process's CPU only: robust to other load
+    for _ in range(ROUNDS):  # alternated, so that load from other processes hits all three
+        c0 = time.process_time()
         loop_times.append(await plain_loop(m1, sim, npoints))
+        c1 = time.process_time()
         scan_times.append(await scan_once(m1, sim, npoints, context))
-    loop_t = min(loop_times)
-    scan_t = min(scan_times)
-    rate = npoints / scan_t
-    loop_rate = npoints / loop_t
-    overhead_us = (scan_t - loop_t) / npoints * 1e6
+        c2 = time.process_time()
+        cpu_overheads.append(((c2 - c1) - (c1 - c0)) / npoints * 1e6)
+        local_times.append(await scan_once(m1, sim, npoints, local))
+    rates = [npoints / t for t in scan_times]
+    # per round: the scan minus the plain loop run just before it
+    overheads = [(s - t) / npoints * 1e6 for t, s in zip(loop_times, scan_times, strict=True)]
+    loop_t = median(loop_times)
+    rate, loop_rate, overhead_us = median(rates), npoints / loop_t, median(overheads)
     emit(
         "points_per_second",
         rate,
@@ -127,6 +128,7 @@ async def in_process(npoints: int, redis_url: Any) -> None:
         10_000,
         f"ascan {npoints} points, 8 counters, published to Redis: {rate:,.0f} points/s "
         f"(plain loop of the same device calls: {loop_rate:,.0f} points/s)",
+        spread(rates, ",.0f"),
     )
     emit(
         "engine_overhead_per_point",
@@ -136,17 +138,27 @@ async def in_process(npoints: int, redis_url: Any) -> None:
         80,
         f"engine + publishing overhead: {overhead_us:.1f} µs per point "
         f"(device calls alone: {loop_t / npoints * 1e6:.1f} µs per point)",
+        spread(overheads, ".1f"),
     )
-    # Without publishing: the engine and the scans layer alone.
-    local = ScanContext(session="bench", redis=None, output=None, motors=lambda: [m1])
-    local_t = min([await scan_once(m1, sim, npoints, local) for _ in range(2)])
+    emit(
+        "engine_overhead_cpu_per_point",
+        median(cpu_overheads),
+        "us",
+        0.0,
+        80,
+        f"engine + publishing CPU in this process: {median(cpu_overheads):.1f} µs per point "
+        "(whole ascan call, setup included, minus the plain loop's CPU)",
+        spread(cpu_overheads, ".1f"),
+    )
+    local_rates = [npoints / t for t in local_times]
     emit(
         "points_per_second_unpublished",
-        npoints / local_t,
+        median(local_rates),
         "points/s",
         loop_rate,
         10_000,
-        f"same ascan kept in memory (no Redis): {npoints / local_t:,.0f} points/s",
+        f"same ascan kept in memory (no Redis): {median(local_rates):,.0f} points/s",
+        spread(local_rates, ",.0f"),
     )
 
 
