@@ -25,28 +25,33 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import numpy as np
 import redis.asyncio as aredis
+from _figures import figure, median, spread
 
 from blissng.acquisition.channels import Channel, ChannelSpec
 from blissng.data import ScanDocument, ScanPublisher
 from blissng.redisdb.server import start_one
 
-RESULTS: list[dict[str, object]] = []
+RESULTS: list[dict[str, Any]] = []
 
 
-def report(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
+def report(
+    metric: str, value: float, unit: str, baseline: float | None, target: str, note: str = ""
+) -> None:
+    """Collect a figure; all are printed at the end (the latency baseline comes last)."""
     RESULTS.append(
         {
-            "benchmark": "publish",
             "metric": metric,
-            "value": round(value, 3),
+            "value": value,
             "unit": unit,
-            "baseline": None if baseline is None else round(baseline, 3),
+            "baseline": baseline,
             "target": target,
+            "note": note,
         }
     )
 
@@ -75,7 +80,7 @@ async def emit_points(channels: list[Channel], npoints: int) -> None:
         await channel.end()
 
 
-ROUNDS = 3  # the machine is shared: each figure is the best of a few alternated rounds
+ROUNDS = 5  # the machine is shared: figures are medians of alternated rounds, ranges printed
 
 
 async def publish_points(url: str, npoints: int, number: int) -> tuple[float, float]:
@@ -115,21 +120,27 @@ async def raw_points(client: aredis.Redis, npoints: int) -> float:
 async def per_point(url: str, npoints: int) -> None:
     values = npoints * 10
     client = aredis.Redis.from_url(url)
-    best = {"pub": (1e9, 1e9), "null": (1e9, 1e9), "raw": 1e9}
+    pub: list[float] = []
+    pub_cpu: list[float] = []
+    null: list[float] = []
+    null_cpu: list[float] = []
+    raw: list[float] = []
     for round_ in range(ROUNDS):
         wall, cpu = await publish_points(url, npoints, 100 + round_)
-        best["pub"] = (min(best["pub"][0], wall), min(best["pub"][1], cpu))
+        pub.append(values / wall)
+        pub_cpu.append(values / cpu)
         wall, cpu = await null_points(npoints)
-        best["null"] = (min(best["null"][0], wall), min(best["null"][1], cpu))
-        best["raw"] = min(best["raw"], await raw_points(client, npoints // 4) * 4)
+        null.append(values / wall)
+        null_cpu.append(values / cpu)
+        raw.append(values / (await raw_points(client, npoints // 4) * 4))
     await client.aclose()
-    report("per_point_10_scalars", values / best["pub"][0], "values/s", values / best["raw"],
-           ">= 200000")  # fmt: skip
+    report("per_point_10_scalars", median(pub), "values/s", median(raw), ">= 200000",
+           spread(pub, ",.0f"))  # fmt: skip
     report(
-        "per_point_cpu", values / best["pub"][1], "values/cpu-s", values / best["null"][1],
-        "baseline: Channel.emit into a null sink",
+        "per_point_cpu", median(pub_cpu), "values/cpu-s", median(null_cpu),
+        "baseline: Channel.emit into a null sink", spread(pub_cpu, ",.0f"),
     )  # fmt: skip
-    report("per_point_emit_ceiling", values / best["null"][0], "values/s", None, "-")
+    report("per_point_emit_ceiling", median(null), "values/s", None, "-", spread(null, ",.0f"))
 
 
 async def batched(url: str, nbatches: int) -> None:
@@ -137,19 +148,23 @@ async def batched(url: str, nbatches: int) -> None:
     batch = np.random.default_rng(0).random((rows, width))  # 800 kB per batch
     total_bytes = nchannels * nbatches * batch.nbytes
     client = aredis.Redis.from_url(url)
-    best_pub = best_raw = cpu_pub = cpu_raw = 1e9
+    pub: list[float] = []
+    raw: list[float] = []
+    ratio: list[float] = []
+    pub_cpu: list[float] = []
+    raw_cpu: list[float] = []
     for round_ in range(ROUNDS):
         channels = [Channel(ChannelSpec(f"s{i}", "float64", (width,))) for i in range(nchannels)]
         t0, c0 = time.perf_counter(), time.process_time()
-        async with ScanPublisher(url, document(200 + round_), channels) as pub:
+        async with ScanPublisher(url, document(200 + round_), channels) as publisher:
             for _ in range(nbatches):
                 for channel in channels:
                     await channel.emit(batch)
                 await anyio.lowlevel.checkpoint()
-            await pub.close()
-        best_pub = min(best_pub, time.perf_counter() - t0)
-        cpu_pub = min(cpu_pub, time.process_time() - c0)
-        await client.delete(*pub.stream_keys.values())
+            await publisher.close()
+        pub.append(total_bytes / (time.perf_counter() - t0) / 1e6)
+        pub_cpu.append(total_bytes / (time.process_time() - c0) / 1e6)
+        await client.delete(*publisher.stream_keys.values())
 
         payload = batch.tobytes()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -165,16 +180,17 @@ async def batched(url: str, nbatches: int) -> None:
                     queued = 0
         if queued:
             await pipe.execute()
-        best_raw = min(best_raw, time.perf_counter() - t0)
-        cpu_raw = min(cpu_raw, time.process_time() - c0)
+        raw.append(total_bytes / (time.perf_counter() - t0) / 1e6)
+        raw_cpu.append(total_bytes / (time.process_time() - c0) / 1e6)
+        ratio.append(100 * pub[-1] / raw[-1])  # this round's publisher against its raw run
         await client.delete(*[f"raw:b:{c}" for c in range(nchannels)])
     await client.aclose()
-    rate, raw_rate = total_bytes / best_pub / 1e6, total_bytes / best_raw / 1e6
-    report("batched_spectra", rate, "MB/s", raw_rate, ">= 80 % of baseline")
-    report("batched_vs_raw", 100 * rate / raw_rate, "%", 100.0, ">= 80")
+    report("batched_spectra", median(pub), "MB/s", median(raw), ">= 80 % of baseline",
+           spread(pub, ".0f"))  # fmt: skip
+    report("batched_vs_raw", median(ratio), "%", 100.0, ">= 80", spread(ratio, ".0f"))
     report(
-        "batched_cpu", total_bytes / cpu_pub / 1e6, "MB/cpu-s", total_bytes / cpu_raw / 1e6,
-        "client CPU only (the machine may be shared)",
+        "batched_cpu", median(pub_cpu), "MB/cpu-s", median(raw_cpu),
+        "client CPU only (the machine may be shared)", spread(pub_cpu, ".0f"),
     )  # fmt: skip
 
 
@@ -216,10 +232,10 @@ async def latency(url: str, npoints: int) -> None:
         line = await anyio.to_thread.run_sync(proc.stdout.readline)
         proc.wait(30)
     values = sorted(1000 * v for v in json.loads(line))
-    median = statistics.median(values)
+    median_ms = statistics.median(values)
     p99 = values[int(0.99 * (len(values) - 1))]
     # Baseline: the same path without the publisher, XADD per point and XREAD BLOCK.
-    report("latency_median", median, "ms", None, "<= 5")
+    report("latency_median", median_ms, "ms", None, "<= 5")
     report("latency_p99", p99, "ms", None, "-")
 
 
@@ -246,12 +262,12 @@ async def raw_latency(url: str, npoints: int) -> None:
     await writer.delete("raw:lat")
     await writer.aclose()
     await reader.aclose()
-    median = statistics.median(latencies) * 1000
+    median_ms = statistics.median(latencies) * 1000
     for row in RESULTS:
         if row["metric"] == "latency_median":
-            row["baseline"] = round(median, 3)
+            row["baseline"] = median_ms
         if row["metric"] == "latency_p99":
-            row["baseline"] = round(sorted(latencies)[int(0.99 * (len(latencies) - 1))] * 1000, 3)
+            row["baseline"] = sorted(latencies)[int(0.99 * (len(latencies) - 1))] * 1000
 
 
 async def main() -> None:
@@ -264,15 +280,11 @@ async def main() -> None:
             await raw_latency(server.url, 2000)
         finally:
             server.stop()
-    print(f"{'metric':<24}{'value':>14}{'baseline':>14}  unit        target")
     for row in RESULTS:
-        baseline = "-" if row["baseline"] is None else f"{row['baseline']:,}"
-        print(
-            f"{row['metric']:<24}{row['value']:>14,}{baseline:>14}  {row['unit']:<12}"
-            f"{row['target']}"
-        )
-    for row in RESULTS:
-        print(json.dumps(row))
+        figure(
+            "publish", row["metric"], row["value"], row["unit"], baseline=row["baseline"],
+            target=row["target"], note=row["note"],
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
