@@ -129,3 +129,23 @@ async def test_cpu_bound_work_on_the_loop_is_caught_and_named() -> None:
     assert stalls and stalls[0].duration >= 0.2
     assert stalls[0].culprit is not None
     assert stalls[0].culprit.function == "decode_on_the_loop"
+
+
+async def test_a_python_replacement_of_time_sleep_is_seen_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A console makes time.sleep interruptible for the whole process (blissng.shell.interrupt):
+    # the culprit stays the code that called time.sleep, not the replacement.
+    original = time.sleep
+
+    def routed_sleep(seconds: float) -> None:
+        original(seconds)
+
+    monkeypatch.setattr(time, "sleep", routed_sleep)
+    async with loop_monitor(threshold=0.05, interval=0.005) as monitor:
+        await anyio.sleep(0.05)
+        hold_the_loop_with_sleep(0.3)
+    worst = monitor.stats().stalls[0]
+    assert worst.culprit is not None
+    assert worst.culprit.function == "hold_the_loop_with_sleep"
+    assert any(f.function == "routed_sleep" for f in worst.stack)

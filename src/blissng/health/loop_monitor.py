@@ -37,6 +37,16 @@ log = logging.getLogger("blissng.health")
 _MACHINERY = ("asyncio/", "anyio/_backends/", "selectors.py", "threading.py")
 
 
+def _is_sleep_wrapper(frame: FrameInfo) -> bool:
+    """True for a frame of a Python function that replaced ``time.sleep`` (a console makes
+    ``time.sleep`` interruptible process-wide): the culprit is its caller, as it would be with
+    the builtin ``time.sleep`` (a C function, without a frame of its own)."""
+    code = getattr(time.sleep, "__code__", None)
+    return (
+        code is not None and frame.function == code.co_name and frame.filename == code.co_filename
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameInfo:
     """One frame of a captured stack."""
@@ -65,7 +75,9 @@ class Stall:
     def culprit(self) -> FrameInfo | None:
         """The innermost frame of the stack: the code that held the loop."""
         for frame in reversed(self.stack):
-            if not any(part in frame.filename for part in _MACHINERY):
+            if not any(part in frame.filename for part in _MACHINERY) and not _is_sleep_wrapper(
+                frame
+            ):
                 return frame
         return self.stack[-1] if self.stack else None
 
