@@ -162,7 +162,9 @@ class Server:
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         # 1. Locks shared with other processes through the settings Redis.
         if self.redis is not None and self.locks.redis_url != self.redis.settings:
+            previous = (self.locks.redis_url, self.locks.lease_time)
             self.locks.configure(self.redis.settings, lease_time=self.lease_time)
+            stack.callback(self._restore_locks, *previous)
         # 2. The writer and the data memory guard.
         if self.use_writer:
             assert self.redis is not None
@@ -293,6 +295,13 @@ class Server:
                     f"server first (or force_unlock({session_lock_name(session.name)!r}, "
                     "reason) if it is gone)"
                 ) from None
+
+    def _restore_locks(self, redis_url: str | None, lease_time: float) -> None:
+        """Give the lock manager back as it was (several servers in turn, in tests)."""
+        try:
+            self.locks.configure(redis_url, lease_time=lease_time)
+        except RuntimeError as exc:  # a lock still held elsewhere in the process
+            log.warning("lock manager left on this server's Redis: %s", exc)
 
     async def _run_writer(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         assert self.writer is not None
