@@ -19,20 +19,16 @@ from blissng.acquisition import ScanAborted
 from blissng.config import Config
 from blissng.data import DataStore
 from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
 from blissng.scans import (
-    ScanContext,
-    ScanSaving,
     ascan,
     ct,
     read_scan_data,
     triggerscan,
-    use_context,
 )
-from blissng.scans.clients import close_shared_clients
 from blissng.sim.addresses import register_simulators, unregister_simulators
 from blissng.sim.servers.launcher import SimHost, start_sim_host
 from blissng.sim.servers.presets import standard_spec
+from scan_context import redis_scan_context
 from test_scans import make_devices
 
 pytestmark = pytest.mark.anyio
@@ -77,16 +73,10 @@ def sim_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHost]:
 
 @pytest.fixture
 async def ctx(redis_urls: RedisUrls, tmp_path: Path) -> Any:
-    client = async_client(redis_urls.settings)
-    saving = ScanSaving("s1", settings=SettingsStore(client))
-    await saving.set(base_path=str(tmp_path / "data"), collection="lyso")
-    context = ScanContext(session="s1", redis=redis_urls, scan_saving=saving, output=io.StringIO())
-    try:
-        with use_context(context):
-            yield context
-    finally:
-        await close_shared_clients()
-        await client.aclose()
+    async with redis_scan_context(
+        redis_urls, tmp_path / "data", session="s1", collection="lyso"
+    ) as context:
+        yield context
 
 
 async def test_scan_is_published_and_read_back_like_any_client(ctx, redis_urls) -> None:

@@ -4,19 +4,17 @@ the simulated counter's peak."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans import ScanContext, ScanSaving, ascan, use_context
-from blissng.scans.clients import close_shared_clients
+from blissng.scans import ascan
 from blissng.sim.counters import SimCounterController
 from blissng.sim.motors import MockupController
 from blissng.workflows import JobFailed, JobManager, JobState, read_job
+from scan_context import redis_scan_context
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -50,16 +48,10 @@ def devices() -> tuple[Any, Any]:
 
 @pytest.fixture
 async def ctx(redis_urls: RedisUrls, tmp_path: Path) -> Any:
-    client = async_client(redis_urls.settings)
-    saving = ScanSaving("wf", settings=SettingsStore(client))
-    await saving.set(base_path=str(tmp_path / "data"), collection="peaks")
-    context = ScanContext(session="wf", redis=redis_urls, scan_saving=saving, output=io.StringIO())
-    try:
-        with use_context(context):
-            yield context
-    finally:
-        await close_shared_clients()
-        await client.aclose()
+    async with redis_scan_context(
+        redis_urls, tmp_path / "data", session="wf", collection="peaks"
+    ) as context:
+        yield context
 
 
 async def test_a_scan_triggers_the_demo_fit_which_finds_the_peak(ctx, redis_urls):
