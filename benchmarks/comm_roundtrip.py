@@ -12,7 +12,6 @@ Prints a human-readable line and one JSON line per figure. Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from _figures import figure
 
 from blissng.comm import Connection, connection_from_url
 from blissng.sim.servers import (
@@ -37,18 +37,7 @@ BENCHMARK = "comm_roundtrip"
 
 def emit(metric: str, value: float, unit: str, baseline: Any, target: Any, text: str) -> None:
     print(text)
-    print(
-        json.dumps(
-            {
-                "benchmark": BENCHMARK,
-                "metric": metric,
-                "value": round(value, 1),
-                "unit": unit,
-                "baseline": baseline if baseline is None else round(baseline, 1),
-                "target": target,
-            }
-        )
-    )
+    figure(BENCHMARK, metric, value, unit, baseline=baseline, target=target)
 
 
 async def comm_roundtrips(conn: Connection, command: str, seconds: float) -> tuple[float, float]:

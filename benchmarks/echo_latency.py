@@ -12,7 +12,6 @@ Run: ``python benchmarks/echo_latency.py``. Target: p99 <= 20 ms.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
+
+from _figures import figure
 
 from blissng.config import Config
 from blissng.redisdb import start_redis
@@ -104,19 +105,13 @@ def measure_ping(client: ConsoleClient, count: int) -> list[float]:
 
 def report(metric: str, samples: list[float], baseline: list[float], target: float | None) -> None:
     for name, q in (("median", 50), ("p99", 99)):
-        value = percentile(samples, q)
-        base = percentile(baseline, q)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "echo_latency",
-                    "metric": f"{metric}_{name}",
-                    "value": round(value, 3),
-                    "unit": "ms",
-                    "baseline": round(base, 3),
-                    "target": target if name == "p99" else None,
-                }
-            )
+        figure(
+            "echo_latency",
+            f"{metric}_{name}",
+            percentile(samples, q),
+            "ms",
+            baseline=percentile(baseline, q),
+            target=target if name == "p99" else None,
         )
 
 

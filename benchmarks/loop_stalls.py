@@ -12,7 +12,6 @@ same run. Target: p99 of the ping latency <= 5 ms; the max is reported with its 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -35,19 +34,8 @@ def load_scenario():  # the scenario is defined once, beside its test
     return module
 
 
-def figure(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
-    print(
-        json.dumps(
-            {
-                "benchmark": "loop_stalls",
-                "metric": metric,
-                "value": round(value, 3),
-                "unit": unit,
-                "baseline": None if baseline is None else round(baseline, 3),
-                "target": target,
-            }
-        )
-    )
+def show(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
+    show("loop_stalls", metric, value, unit, baseline=baseline, target=target)
 
 
 async def main(duration: float) -> None:
@@ -75,9 +63,9 @@ async def main(duration: float) -> None:
             stats = mon.stats()
     if failure is not None:
         print(f"fairness scenario FAILED: {failure!r}\n{stats}")
-        figure("ping_latency_p99", stats.p99 * 1e3, "ms", baseline.p99 * 1e3, "<= 5")
-        figure("ping_latency_max", stats.max * 1e3, "ms", baseline.max * 1e3, "report")
-        figure("scenario_failed", 1.0, "bool", 0.0, "0")
+        show("ping_latency_p99", stats.p99 * 1e3, "ms", baseline.p99 * 1e3, "<= 5")
+        show("ping_latency_max", stats.max * 1e3, "ms", baseline.max * 1e3, "report")
+        show("scenario_failed", 1.0, "bool", 0.0, "0")
         return
     produced, dropped = result.bad_end or (0, -1)
     reads = sum(r.reads for r in result.readers)
@@ -93,11 +81,11 @@ async def main(duration: float) -> None:
     )
     for stall in stats.stalls[:5]:
         print(f"  stall {stall.duration * 1e3:6.1f} ms in {stall.culprit}")
-    figure("ping_latency_p99", stats.p99 * 1e3, "ms", baseline.p99 * 1e3, "<= 5")
-    figure("ping_latency_max", stats.max * 1e3, "ms", baseline.max * 1e3, "report")
-    figure("ping_latency_p50", stats.p50 * 1e3, "ms", baseline.p50 * 1e3, "report")
-    figure("bad_device_dropped", float(dropped), "packets", 0.0, "0")
-    figure("reader_timeouts", float(timeouts), "timeouts", 0.0, "0")
+    show("ping_latency_p99", stats.p99 * 1e3, "ms", baseline.p99 * 1e3, "<= 5")
+    show("ping_latency_max", stats.max * 1e3, "ms", baseline.max * 1e3, "report")
+    show("ping_latency_p50", stats.p50 * 1e3, "ms", baseline.p50 * 1e3, "report")
+    show("bad_device_dropped", float(dropped), "packets", 0.0, "0")
+    show("reader_timeouts", float(timeouts), "timeouts", 0.0, "0")
 
 
 if __name__ == "__main__":

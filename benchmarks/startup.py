@@ -17,12 +17,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import selectors
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 import anyio
 import psutil
 import redis
+from _figures import figure, median, spread
 
 from blissng.redisdb import async_client, find_redis_server, start_redis
 
@@ -42,21 +41,13 @@ COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissn
 ROUNDTRIPS = 2000
 
 
-def figure(metric: str, value: float, unit: str, baseline: float, target: float | None) -> None:
-    shown_target = "-" if target is None else f"{target:g}"
-    print(f"{metric:<16} {value:>10.4g} {unit:<3} baseline {baseline:>10.4g} target {shown_target}")
-    line = {
-        "benchmark": BENCHMARK,
-        "metric": metric,
-        "value": round(value, 6),
-        "unit": unit,
-        "baseline": round(baseline, 6),
-        "target": target,
-    }
-    print(json.dumps(line), flush=True)
+def show(metric: str, value: float, unit: str, baseline: float, target: float | None,
+         values: list[float] | None = None) -> None:  # fmt: skip
+    note = spread(values) if values else ""
+    figure(BENCHMARK, metric, value, unit, baseline=baseline, target=target, note=note)
 
 
-def time_to_ready(state_dir: Path) -> tuple[float, float]:
+def time_to_ready(state_dir: Path) -> tuple[float, float, float]:
     """Seconds from spawning ``blissng demo`` to its "ready" line, and the CPU seconds its
     process tree (blissng, Redis, simulators) used until then; then SIGTERM."""
     env = {k: v for k, v in os.environ.items() if k != "BLISSNG_REDIS_URL"}
@@ -83,23 +74,26 @@ def time_to_ready(state_dir: Path) -> tuple[float, float]:
                 raise RuntimeError(f"blissng demo exited ({proc.wait()}): {buffer.decode()}")
             buffer += chunk
         elapsed = time.perf_counter() - started
-        cpu = tree_cpu(proc.pid)
+        cpu, own = tree_cpu(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         selector.close()
         proc.stdout.close()
-    return elapsed, cpu
+    return elapsed, cpu, own
 
 
-def tree_cpu(pid: int) -> float:
-    total = 0.0
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the process tree, and of its root (blissng itself) alone."""
+    total = own = 0.0
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
             total += times.user + times.system
-    return total
+            if proc is root:
+                own = times.user + times.system
+    return total, own
 
 
 def python_floor() -> tuple[float, float]:
@@ -181,16 +175,21 @@ def main() -> None:
             f"blissng start-up ({runs} runs each, median; load average {load} on "
             f"{os.cpu_count()} CPUs: wall times grow with the load, CPU times much less)"
         )
-        demo = [time_to_ready(base / f"demo{i}") for i in range(runs)]
-        floor = [python_floor() for _ in range(runs)]
-        wall, cpu = (statistics.median(d[i] for d in demo) for i in (0, 1))
-        floor_wall, floor_cpu = (statistics.median(f[i] for f in floor) for i in (0, 1))
-        figure("demo_ready", wall, "s", floor_wall, 3.0)
-        figure("demo_ready_cpu", cpu, "s", floor_cpu, None)
+        demo, floor = [], []
+        for i in range(runs):  # alternated, so that load from other processes hits both
+            demo.append(time_to_ready(base / f"demo{i}"))
+            floor.append(python_floor())
+        walls, cpus, owns = ([d[i] for d in demo] for i in (0, 1, 2))
+        floor_wall, floor_cpu = (median([f[i] for f in floor]) for i in (0, 1))
+        show("demo_ready", median(walls), "s", floor_wall, 3.0, walls)
+        show("demo_ready_cpu", median(cpus), "s", floor_cpu, None, cpus)
+        show("demo_ready_cpu_blissng", median(owns), "s", floor_cpu, None, owns)
 
-        start = statistics.median(redis_start(base / f"redis{i}") for i in range(runs))
-        bare = statistics.median(bare_redis_start(base / f"bare{i}") for i in range(runs))
-        figure("redis_start", start, "s", bare, None)
+        starts, bares = [], []
+        for i in range(runs):
+            starts.append(redis_start(base / f"redis{i}"))
+            bares.append(bare_redis_start(base / f"bare{i}"))
+        show("redis_start", median(starts), "s", median(bares), None, starts)
 
         stack = start_redis(base / "roundtrip", url=None)
         try:
@@ -208,7 +207,7 @@ def main() -> None:
         finally:
             stack.stop()
         for name in ("ping", "set", "get"):
-            figure(f"roundtrip_{name}", ours[name], "us", baseline[name], None)
+            show(f"roundtrip_{name}", ours[name], "us", baseline[name], None)
 
 
 if __name__ == "__main__":

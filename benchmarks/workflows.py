@@ -18,7 +18,6 @@ Runs its own Redis (unix sockets) and its own Celery worker.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _figures import figure
 
 from blissng.redisdb import RedisUrls, start_redis
 from blissng.redisdb.server import url_with_db
@@ -48,19 +48,13 @@ GRAPH = {
 }
 SEQUENTIAL = 15
 BURST = 20
-RESULTS: list[dict[str, object]] = []
+RESULTS: list[dict[str, Any]] = []
 
 
 def report(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
+    """Collect a figure; all are printed after the table."""
     RESULTS.append(
-        {
-            "benchmark": "workflows",
-            "metric": metric,
-            "value": round(value, 3),
-            "unit": unit,
-            "baseline": None if baseline is None else round(baseline, 3),
-            "target": target,
-        }
+        {"metric": metric, "value": value, "unit": unit, "baseline": baseline, "target": target}
     )
 
 
@@ -147,8 +141,9 @@ def main() -> None:
         report(f"{name}_latency_p90", p90(lat), "ms", base_p90, "<= 100 ms")
         report(f"{name}_jobs_per_second", rate, "jobs/s", base_rate, ">= 20 jobs/s")
         report(f"{name}_first_job", first, "ms", None, "<= 5000 ms (spawns and imports)")
-    for line in RESULTS:
-        print(json.dumps(line))
+    for row in RESULTS:
+        figure("workflows", row["metric"], row["value"], row["unit"], baseline=row["baseline"],
+               target=row["target"])  # fmt: skip
 
 
 if __name__ == "__main__":
