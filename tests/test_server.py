@@ -333,3 +333,33 @@ async def test_regulation_keeps_its_period_during_a_scan_and_outlives_its_sessio
     assert server.background.tasks["heater_pid"].state.value == "running"
     heater_loop = server.background_objects["heater_pid"]
     assert heater_loop.last_input is not None and heater_loop.last_input > 20.0
+
+
+async def test_a_bad_background_entry_is_reported_and_spares_the_server(
+    write_config, config_dir, redis_urls, tmp_path, caplog
+) -> None:
+    write_config("beamline.yml", CONFIG)
+    write_config(
+        "server.yml",
+        """
+        sessions:
+          - name: alpha
+            workflows: false
+        background:
+          - name: broken
+            period: 0.1
+            regulation: {heater: {ambient: 20}, setpoint: 30}
+        """,
+    )
+    from blissng.config import ConfigError
+    from blissng.session.background_config import background_specs
+
+    config = Config(config_dir)
+    with pytest.raises(ConfigError) as info:
+        background_specs(config)
+    text = str(info.value)
+    assert "server.yml" in text and "kp" in text and "background[0]" in text
+    async with Server(config, redis_urls, state_dir=tmp_path / "s", writer=False) as server:
+        assert "alpha" in server.sessions and server.background.tasks == {}
+    assert any("kp" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    await close_shared_clients()
