@@ -128,17 +128,6 @@ class TriggeredController(CounterController):
     async def stop(self) -> None:
         await self.hw_stop()
 
-    async def count(self, count_time: float) -> dict[str, np.ndarray]:
-        await self.prepare(AcquisitionParameters(count_time=count_time, npoints=1))
-        try:
-            await self.start()
-            await self.trigger()
-            data = await self.read()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.stop()
-        return {name: values[0] for name, values in data.items()}
-
 
 # ---------------------------------------------------------------------- scalers
 
