@@ -32,10 +32,10 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .errors import (
     AxisBusyError,
@@ -65,19 +65,22 @@ class AxisState(enum.Enum):
     DISABLED = "DISABLED"
 
 
+def _nonzero_steps(value: float) -> float:
+    if value == 0:
+        raise ValueError("steps_per_unit must not be 0")
+    return value
+
+
+# The steps_per_unit of a motor or of its encoder: positions are divided by it.
+StepsPerUnit = Annotated[float, AfterValidator(_nonzero_steps)]
+
+
 class EncoderParameters(BaseModel):
     """An encoder read by the axis' controller: its resolution and the tolerated error."""
 
     model_config = ConfigDict(extra="forbid")
-    steps_per_unit: float = Field(1.0, description="encoder counts per user unit")
+    steps_per_unit: StepsPerUnit = Field(1.0, description="encoder counts per user unit")
     tolerance: float = Field(0.01, gt=0, description="allowed |encoder - target| after a move")
-
-    @field_validator("steps_per_unit")
-    @classmethod
-    def _nonzero(cls, value: float) -> float:
-        if value == 0:
-            raise ValueError("steps_per_unit must not be 0")
-        return value
 
 
 class AxisParameters(BaseModel):
@@ -85,7 +88,7 @@ class AxisParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    steps_per_unit: float = 1.0
+    steps_per_unit: StepsPerUnit = 1.0
     sign: Literal[1, -1] = 1
     offset: float = 0.0
     velocity: float = Field(1.0, gt=0, description="units per second")
@@ -100,13 +103,6 @@ class AxisParameters(BaseModel):
         None, ge=0, description="start-up check tolerance, default one step"
     )
     polling_interval: float = Field(0.01, gt=0, description="state polling while moving, s")
-
-    @field_validator("steps_per_unit")
-    @classmethod
-    def _nonzero(cls, value: float) -> float:
-        if value == 0:
-            raise ValueError("steps_per_unit must not be 0")
-        return value
 
 
 class AxisSettings(BaseModel):
