@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import h5py
 import numpy as np
 
 from blissng.sim.servers.base import Client, SimError, expect_args
 from blissng.sim.servers.detector import TriggeredDetector
 from blissng.sim.servers.peaks import peak_rate
 from blissng.sim.servers.spec import CameraSpec
+
+if TYPE_CHECKING:
+    import h5py
 
 DATASET = "/entry/data/data"
 
@@ -65,6 +67,8 @@ class CameraSim(TriggeredDetector):
             number += 1
         path = self.directory / f"{self.prefix}_{number:04d}.h5"
         shape = (self.npoints, self.spec.height, self.spec.width)
+        import h5py  # only when a camera saves frames: the demo's start-up does not pay for it
+
         h5 = h5py.File(path, "w", libver="latest")
         h5.create_dataset(
             DATASET,
