@@ -368,9 +368,16 @@ class StateLock:
             self._fd = None
 
 
-def default_state_dir(name: str) -> Path:
+def state_base() -> Path:
+    """Where every blissng state directory is: ``$XDG_STATE_HOME/blissng`` (by default
+    ``~/.local/state/blissng``)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "blissng" / name
+    return Path(base) / "blissng"
+
+
+def default_state_dir(name: str) -> Path:
+    """The state directory of the server ``name`` (its Redis files, logs, ``web.json``)."""
+    return state_base() / name
 
 
 def start_redis(
