@@ -1,14 +1,79 @@
 """Project-wide test settings. The fixtures themselves live in the blissng pytest plugin
-(blissng.testing.plugin), so that users of blissng get them too."""
+(blissng.testing.plugin), so that users of blissng get them too.
 
+``_no_process_state_left_behind`` (autouse) makes a test that leaves process-wide state behind
+fail *itself*, and puts the state back, instead of breaking every later test: an event loop
+still marked running in the main thread, anyio's test runner left open, a replaced signal
+handler, a changed working directory, a changed ``BLISSNG_*`` environment variable.
+"""
+
+import asyncio
 import os
+import signal
+from collections.abc import Iterator
 
 import pytest
 
 # prompt_toolkit asks the terminal for the cursor position and waits for the answer.
 os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
 
+_WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _blissng_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("BLISSNG_")}
+
+
+def _release_anyio_runner() -> str | None:
+    """anyio's pytest runner must be closed between tests (anyio_backend is function-scoped
+    and no async fixture is wider): one still open belongs to a test that did not finish it."""
+    from anyio import pytest_plugin
+
+    leases = pytest_plugin._runner_leases
+    if not leases and pytest_plugin._current_runner is None:
+        return None
+    stack = pytest_plugin._runner_stack
+    pytest_plugin._runner_leases = 0
+    pytest_plugin._runner_stack = pytest_plugin._current_runner = None
+    if stack is not None:
+        try:
+            stack.close()
+        except Exception as exc:
+            return f"left anyio's test runner open ({leases} lease(s)); closing it: {exc!r}"
+    return f"left anyio's test runner open ({leases} lease(s))"
+
+
+@pytest.fixture(autouse=True)
+def _no_process_state_left_behind() -> Iterator[None]:
+    cwd = os.getcwd()
+    handlers = {signum: signal.getsignal(signum) for signum in _WATCHED_SIGNALS}
+    environment = _blissng_environment()
+    yield
+    problems: list[str] = []
+    loop = asyncio.events._get_running_loop()
+    if loop is not None:
+        asyncio.events._set_running_loop(None)
+        problems.append(f"left {loop!r} marked running in the main thread")
+    runner = _release_anyio_runner()
+    if runner:
+        problems.append(runner)
+    for signum, handler in handlers.items():
+        if signal.getsignal(signum) is not handler:
+            problems.append(f"left the {signum.name} handler {signal.getsignal(signum)!r}")
+            signal.signal(signum, handler)
+    if os.getcwd() != cwd:
+        problems.append(f"left the working directory {os.getcwd()} (was {cwd})")
+        os.chdir(cwd)
+    if _blissng_environment() != environment:
+        now = _blissng_environment()
+        problems.append(f"changed BLISSNG_* variables: {now} (was {environment})")
+        for key in set(_blissng_environment()) - set(environment):
+            del os.environ[key]
+        os.environ.update(environment)
+    if problems:
+        pytest.fail("this test " + "; ".join(problems) + " (put back for the next tests)")
