@@ -134,12 +134,13 @@ def check_version(binary: Path) -> tuple[int, int, int]:
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` asking the kernel for SIGTERM when the parent (thread) dies; None
     where there is no ``prctl`` (not Linux).
 
     ``prctl`` is looked up here, in the parent: between fork and exec the child should do as
-    little as possible (no library search, which may spawn processes).
+    little as possible (no library search, which may spawn processes). Any child process
+    that must not outlive its parent uses it: ``Popen(..., preexec_fn=die_with_parent())``.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -276,7 +277,7 @@ def launch_one(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent(),  # PDEATHSIG: see the module docstring
+        preexec_fn=die_with_parent(),  # PDEATHSIG: see the module docstring
         start_new_session=True,  # a Ctrl-C at the terminal goes to blissng, which stops Redis
     )
     (directory / "redis.pid").write_text(str(process.pid))
