@@ -367,3 +367,21 @@ async def test_a_bad_background_entry_is_reported_and_spares_the_server(
         assert "alpha" in server.sessions and server.background.tasks == {}
     assert any("kp" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     await close_shared_clients()
+
+
+@pytest.mark.timeout(60)
+async def test_stopping_the_server_aborts_scans_and_stops_motors(
+    beamline, settings, redis_urls, tmp_path
+) -> None:
+    config = Config(beamline, settings=settings)
+    async with Server(config, redis_urls, state_dir=tmp_path / "s", writer=False) as server:
+        alpha = server.session("alpha")
+        slow = alpha.objects["slow"]
+        cmd = alpha.submit_source("ascan(slow, 0, 5, 5, 0.01, simA)")
+        with anyio.fail_after(20):
+            while not slow.is_moving:
+                await anyio.sleep(0.01)
+    assert cmd.done and cmd.state == "cancelled"
+    assert alpha.last_scan.state == "aborted"
+    assert not slow.is_moving and slow.position < 5
+    assert await LockManager(redis_urls.settings).list_locks() == []  # leases released
