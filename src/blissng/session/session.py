@@ -390,12 +390,7 @@ class Session:
 
     async def run(self, func: Callable[..., Any], *args: Any, output: Output | None = None) -> Any:
         """``submit`` and wait for the result (cancelling the caller cancels the command)."""
-        cmd = self.submit(func, *args, output=output)
-        try:
-            return await cmd.wait()
-        except anyio.get_cancelled_exc_class():
-            cmd.cancel()
-            raise
+        return await _wait_cancelling(self.submit(func, *args, output=output))
 
     def submit_source(self, source: str, *, output: Output | None = None) -> RunningCommand:
         """Run Python ``source`` in the namespace as a command (what a console does).
@@ -416,12 +411,7 @@ class Session:
 
     async def execute(self, source: str, *, output: Output | None = None) -> Any:
         """``submit_source`` and wait for the result."""
-        cmd = self.submit_source(source, output=output)
-        try:
-            return await cmd.wait()
-        except anyio.get_cancelled_exc_class():
-            cmd.cancel()
-            raise
+        return await _wait_cancelling(self.submit_source(source, output=output))
 
     async def _run_command(
         self,
@@ -558,3 +548,13 @@ def compile_source(source: str) -> tuple[CodeType, bool]:
     except SyntaxError:
         code = compile(source, "<input>", "exec", flags=flags)
     return code, bool(code.co_flags & inspect.CO_COROUTINE)
+
+
+async def _wait_cancelling(cmd: RunningCommand) -> Any:
+    """The command's result, for a caller that owns it: cancelling the caller cancels the
+    command (a console's ``wait()`` does not: its command outlives a dropped connection)."""
+    try:
+        return await cmd.wait()
+    except anyio.get_cancelled_exc_class():
+        cmd.cancel()
+        raise
