@@ -513,8 +513,9 @@ def _signal_until(shell: PtyRunning, signum: signal.Signals, token: bytes) -> No
     raise AssertionError(f"no {token!r} after 40 signals: {shell.output[-800:]!r}")
 
 
-def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
-    shell = pty_serve
+def _run_a_60s_command(shell) -> float:
+    """Type ``await asyncio.sleep(60)`` at the shell's prompt; return once it runs (the time
+    it was typed)."""
     shell.read_until(b">>>")
     mark = len(shell.output)
     shell.type(b"import asyncio; 'imported'\r")
@@ -525,6 +526,12 @@ def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
     # the command runs once the prompt application is done with the line: it then turns
     # bracketed paste off (ESC [?2004l)
     shell.read_until(b"\x1b[?2004l", start=mark)
+    return started
+
+
+def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
+    shell = pty_serve
+    started = _run_a_60s_command(shell)
     _signal_until(shell, signal.SIGINT, b"CancelledError")
     assert time.monotonic() - started < 45  # not the 60 s of the sleep
     mark = len(shell.output)
@@ -539,14 +546,7 @@ def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
 
 def test_sigterm_cancels_a_running_command_and_stops(pty_serve):
     shell = pty_serve
-    shell.read_until(b">>>")
-    mark = len(shell.output)
-    shell.type(b"import asyncio; 'imported'\r")
-    shell.read_until(b"'imported'", start=mark)
-    mark = len(shell.output)
-    started = time.monotonic()
-    shell.type(b"await asyncio.sleep(60)\r")
-    shell.read_until(b"\x1b[?2004l", start=mark)  # the line was accepted: the command runs
+    started = _run_a_60s_command(shell)
     shell.process.send_signal(signal.SIGTERM)
     assert shell.process.wait(45) == 0
     assert time.monotonic() - started < 45  # not the 60 s of the sleep
