@@ -6,7 +6,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 
@@ -22,6 +21,7 @@ from blissng.devices.protocols import (
     TriggerSource,
 )
 from blissng.sim.addresses import resolve_address
+from waiting import wait_frames_accounted
 
 pytestmark = pytest.mark.anyio
 
@@ -121,10 +121,7 @@ async def test_hardware_triggered_detectors_of_the_demo(config, tmp_path: Path):
     await trigger.wait_done()
     counts = {}
     for device in (mca, camera):
-        with anyio.fail_after(10):  # every pulse is a frame or (stalled machine) a missed one
-            while sum(counts.setdefault(device.name, [0, 0])) < 4:
-                counts[device.name] = [await device.hw_frames(), await device.missed_triggers()]
-                await anyio.sleep(0.01)
+        counts[device.name] = await wait_frames_accounted(device, 4)
         assert sum(counts[device.name]) == 4 and counts[device.name][1] <= 1
     spectra = await mca.read()
     refs = (await camera.read())["image"]

@@ -22,6 +22,7 @@ from blissng.sim.detectors import SimCamera, SimMca, SimTcpScaler
 from blissng.sim.serial_motors import SimSerialMotorController
 from blissng.sim.streaming import SimBadDevice, SimGoodDevice
 from blissng.sim.trigger import SimTriggerBox
+from waiting import wait_frames_accounted
 
 pytestmark = pytest.mark.anyio
 
@@ -97,17 +98,6 @@ async def test_software_triggering_with_frames_per_trigger(devices):
     assert list(second["image"]["index"]) == [3, 4, 5]
 
 
-async def wait_accounted(device, npoints: int) -> tuple[int, int]:
-    """Every pulse is either a frame or counted as missed (a stalled, loaded machine may make
-    a simulator miss one): wait until all are accounted for; (frames, missed)."""
-    with anyio.fail_after(10):
-        while True:
-            frames, missed = await device.hw_frames(), await device.missed_triggers()
-            if frames + missed >= npoints:
-                return frames, missed
-            await anyio.sleep(0.01)
-
-
 async def test_hardware_triggered_frame_counts_with_the_trigger_box(devices):
     trigger, scaler, mca, camera = (devices[n] for n in ("trigger", "scaler", "mca", "camera"))
     npoints = 7
@@ -123,7 +113,7 @@ async def test_hardware_triggered_frame_counts_with_the_trigger_box(devices):
     got: dict[str, dict[str, np.ndarray]] = {}
     frames: dict[str, int] = {}
     for device in (scaler, mca, camera):
-        frames[device.name], missed = await wait_accounted(device, npoints)
+        frames[device.name], missed = await wait_frames_accounted(device, npoints)
         assert frames[device.name] + missed == npoints, device.name
         assert missed <= 1, device.name  # 0 unless the machine stalled the simulator
         got[device.name] = await device.read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -28,3 +29,20 @@ async def wait_until(
             if result:
                 return
             await anyio.sleep(interval)
+
+
+async def wait_frames_accounted(
+    device: Any, npoints: int, timeout: float = 10.0
+) -> tuple[int, int]:
+    """A hardware-triggered simulator (MCA, camera) after ``npoints`` pulses: every pulse is
+    either a frame or counted as missed (a stalled, loaded machine may make it miss one).
+    Waits until all are accounted for; returns (frames, missed)."""
+    counts = (0, 0)
+
+    async def accounted() -> bool:
+        nonlocal counts
+        counts = (await device.hw_frames(), await device.missed_triggers())
+        return sum(counts) >= npoints
+
+    await wait_until(accounted, timeout=timeout)
+    return counts
