@@ -32,6 +32,11 @@ ERROR_CODES = {
 }
 
 
+#: What the replies look like, to tell a late reply of another request from this one's.
+_ERROR_REPLY = r"ERR\b.*"
+_NUMBERS_REPLY = r"(?i:[\s\d.e+\-nafi]*)"  # numbers, nan and inf included
+
+
 class SimCommandError(DeviceError):
     """The simulator refused a command (``ERR <code> <message>``)."""
 
@@ -67,11 +72,19 @@ class SimClient:
             self._conn = connection_from_url(address, name=self.name, **self._options)
         return self._conn
 
-    async def ask(self, command: str) -> str:
-        """Send ``command``, return its reply line; ``ERR`` replies raise."""
+    async def ask(self, command: str, *, expect: str | None = None) -> str:
+        """Send ``command``, return its reply line; ``ERR`` replies raise.
+
+        ``expect``: a regular expression of the reply (an ``ERR`` reply is always expected
+        too). On a serial line, the late reply of an earlier cancelled request can still come
+        after the port was reopened; with ``expect`` such a reply is recognised and skipped
+        instead of being taken for this request's (:meth:`blissng.comm.Connection.
+        write_readline`).
+        """
         conn = self.conn
+        pattern = None if expect is None else f"(?:{expect})|{_ERROR_REPLY}"
         try:
-            reply = await conn.write_readline(command)
+            reply = await conn.write_readline(command, expect=pattern)
         except anyio.get_cancelled_exc_class():
             await self._abandon(conn)
             raise
@@ -109,12 +122,12 @@ class SimClient:
 
     async def do(self, command: str) -> None:
         """Send a command that must answer ``OK``."""
-        reply = await self.ask(command)
+        reply = await self.ask(command, expect="OK")
         if reply != "OK":
             raise ProtocolError(self.name, f"expected OK, got {reply!r}", command=command)
 
     async def ask_numbers(self, command: str, count: int | None = None) -> list[float]:
-        reply = await self.ask(command)
+        reply = await self.ask(command, expect=_NUMBERS_REPLY)
         try:
             values = [float(v) for v in reply.split()]
         except ValueError:

@@ -45,6 +45,8 @@ _STATES = {
     "FAULT": AxisState.FAULT,
 }
 
+_STATE_REPLY = "(?i:" + "|".join(_STATES) + ")"
+
 
 class SimSerialMotorController(AxisController):
     """Motors of the simulated serial controller (``SIMMOT``), over a real pty."""
@@ -105,7 +107,7 @@ class SimSerialMotorController(AxisController):
         return (await self.client.ask_numbers(f"?ENC {self.channel(axis)}", 1))[0]
 
     async def state(self, axis: Axis) -> AxisState:
-        reply = await self.client.ask(f"?STA {self.channel(axis)}")
+        reply = await self.client.ask(f"?STA {self.channel(axis)}", expect=_STATE_REPLY)
         try:
             return _STATES[reply.strip().upper()]
         except KeyError:
