@@ -41,7 +41,14 @@ from blissng.data import keys as data_keys
 from blissng.redisdb import async_client
 from blissng.redisdb import text as _text
 
-from .nexus import ScanFile, entry_name, link_scan, rebuild_dataset_file, scan_file_path
+from .nexus import (
+    CHUNK_BYTES,
+    ScanFile,
+    entry_name,
+    link_scan,
+    rebuild_dataset_file,
+    scan_file_path,
+)
 
 log = logging.getLogger("blissng.writer")
 
@@ -50,6 +57,7 @@ T = TypeVar("T")
 EVENTS_STREAM = "blissng:writer:events"  # errors reported to the sessions that ran the scans
 STATUS_KEY = "blissng:writer"  # lag and activity, for displays
 FILE_INDEX_TTL = 7 * 86_400  # scan id -> file, for readers after the scan expired
+HDF5_RESERVE = 2**20  # room kept for HDF5's own metadata beyond the data
 
 
 def file_index_key(scan_id: str) -> str:
@@ -142,6 +150,7 @@ class ScanWriter:
         self.acked: dict[str, int] = {}
         self.published: dict[str, int] = {}
         self.error_reported = False
+        self._room = 0  # bytes we may still write before asking the file system again
 
     @property
     def lag(self) -> int:
@@ -195,14 +204,28 @@ class ScanWriter:
                     approximate=True,
                 )
 
-    async def _check_space(self) -> None:
+    async def _check_space(self, needed: int = 0) -> None:
+        """Refuse before HDF5 runs out of space: a write that fails half-way (ENOSPC) damages
+        the file and leaves HDF5 unable even to close it (it crashes at exit)."""
         folder = self.path.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         stats = await self.service.in_thread(os.statvfs, folder)
         free = stats.f_bavail * stats.f_frsize
-        if free < self.service.min_free_bytes:
-            raise WriterError(f"only {free // 2**20} MB free on {folder}")
+        reserve = max(self.service.min_free_bytes, HDF5_RESERVE)
+        if free < needed + reserve:
+            raise WriterError(
+                f"only {free / 2**20:.1f} MB free on {folder} (this write needs "
+                f"{(needed + reserve) / 2**20:.1f} MB with its reserve): free some space"
+            )
+        self._room = free - reserve
+
+    async def _ensure_room(self, nbytes: int) -> None:
+        # Chunks are allocated whole: count one more chunk per write beside the data.
+        needed = nbytes + CHUNK_BYTES
+        if needed > self._room:
+            await self._check_space(needed)
+        self._room -= needed
 
     async def _open(self) -> None:
         await self._check_space()
@@ -244,6 +267,7 @@ class ScanWriter:
                 await self._retrying(functools.partial(self._write, name, batch))
 
     async def _write(self, name: str, batch: np.ndarray) -> None:
+        await self._ensure_room(batch.nbytes)
         self.written[name] = await self.service.in_thread(
             self.file.write, name, self.written[name], batch
         )
