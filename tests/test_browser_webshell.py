@@ -57,7 +57,10 @@ CONFIG = """
 """
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API marks an event loop as running in the main
+# thread while it is open, which breaks every async test that runs after it (anyio's runner
+# refuses to start). Closing it at the end of this module keeps the rest of the suite sound.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = shutil.which("chromium")
     if executable is None:
