@@ -38,15 +38,19 @@ import anyio
 import anyio.abc
 
 from blissng.config import Config
+from blissng.data import unregister_fallback
 from blissng.devices.protocols import Movable
+from blissng.health import loop_monitor, loop_stats
 from blissng.locks import DeviceLocked, Holder, LockManager, holding_as, locks
 from blissng.redisdb import RedisUrls
+from blissng.writer import install as install_file_fallback
 
 from .background import BackgroundTask, BackgroundTasks
 from .background_config import start_configured_tasks
 from .session import Session
 from .spec import sessions_from_config
 from .supervisor import Supervised, writer_command
+from .writer_events import report_writer_events
 
 log = logging.getLogger("blissng.server")
 
@@ -160,6 +164,8 @@ class Server:
             log.info("server stopped")
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        # 0. The event-loop monitor: stalls and their culprits, `loop_stats()` in sessions.
+        await stack.enter_async_context(loop_monitor())
         # 1. Locks shared with other processes through the settings Redis.
         if self.redis is not None and self.locks.redis_url != self.redis.settings:
             previous = (self.locks.redis_url, self.locks.lease_time)
@@ -170,6 +176,15 @@ class Server:
             assert self.redis is not None
             self.writer = Supervised("writer", writer_command(self.redis.data))
             await stack.enter_async_context(_running(self._run_writer))
+            # Readers fall back on the files once data leaves Redis; writer errors are
+            # printed in the session that ran the scan.
+            fallback = install_file_fallback(self.redis.data)
+            stack.callback(unregister_fallback, fallback)
+            await stack.enter_async_context(
+                _running(
+                    functools.partial(report_writer_events, self.redis.data, self._session_output)
+                )
+            )
         if self.use_memory_guard:
             assert self.redis is not None
             from blissng.data.memory import MemoryGuard
@@ -196,6 +211,10 @@ class Server:
             self.url = await stack.enter_async_context(_running(runner))
         log.info("server ready: sessions %s", ", ".join(self.sessions) or "none")
 
+    def _session_output(self, name: str) -> Any:
+        session = self.sessions.get(name)
+        return session.output if session is not None else None
+
     def _configured_sessions(self) -> list[Session]:
         sessions = sessions_from_config(self.config, self.redis)
         if not sessions:
@@ -212,6 +231,7 @@ class Server:
         session.namespace.setdefault("background_tasks", self.background_tasks)
         from blissng.locks import force_unlock, lslock, waiting_for_locks
 
+        session.namespace.setdefault("loop_stats", loop_stats)
         session.namespace.setdefault("lslock", lslock)
         session.namespace.setdefault("force_unlock", force_unlock)
         session.namespace.setdefault("waiting_for_locks", waiting_for_locks)
