@@ -1,6 +1,6 @@
 """``blissng shell SESSION`` in a real pseudo-terminal: a process attached over the websocket.
 
-(Run as ``python -m blissng.shell``, which is what the ``shell`` subcommand calls.)
+(Run as ``python -m blissng shell``, the ``blissng shell`` command.)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class PtyProcess:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child
             os.environ["PROMPT_TOOLKIT_NO_CPR"] = "1"
-            os.execv(sys.executable, [sys.executable, "-m", "blissng.shell", *args])
+            os.execv(sys.executable, [sys.executable, "-m", "blissng", "shell", *args])
         self.output = b""
 
     def expect(self, pattern: str, timeout: float = 30) -> str:

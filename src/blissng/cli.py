@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "writer", add_help=False, help="run the HDF5 writer service: blissng writer --redis URL"
     )
     commands.add_parser(
+        "shell",
+        add_help=False,
+        help="attach this terminal to a session of the running server: blissng shell SESSION",
+    )
+    commands.add_parser(
         "worker",
         add_help=False,
         help="run a workflows (Celery) worker: blissng worker --redis URL --queue NAME",
@@ -121,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _delegated(command: str) -> Callable[[list[str]], int] | None:
-    """``blissng writer ...``/``blissng worker ...``: the service's own command line."""
+    """``blissng writer|worker|shell ...``: the service's own command line."""
+    if command == "shell":
+        from blissng.web.shell_command import main as shell_main
+
+        return shell_main
     if command == "writer":
         from blissng.writer.__main__ import main as writer_main
 

@@ -1,5 +1,6 @@
-"""The ``shell`` subcommand, registered by :mod:`blissng.cli` (or run as
-``python -m blissng.shell``).
+"""The ``shell`` subcommand (``blissng shell``, delegated here by :mod:`blissng.cli`).
+
+It lives in the web layer because it talks to the server's web app (or starts one).
 
 ``blissng shell SESSION`` attaches this terminal to a console of the running server (URL and
 token from the server's connection file, or ``--url``/``--token``/$BLISSNG_URL/$BLISSNG_TOKEN).
@@ -19,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from .remote import RemoteShellError, attach
+from blissng.shell.remote import RemoteShellError, attach
 
 
 def state_base() -> Path:
@@ -116,12 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _standalone(args: argparse.Namespace, mode: str) -> int:
+    from blissng.shell.consoles import ShellHub
+    from blissng.shell.session import SimpleSession
     from blissng.web.app import create_app
     from blissng.web.security import WebSecurity
     from blissng.web.serve import serve_web
-
-    from .consoles import ShellHub
-    from .session import SimpleSession
 
     session: Any
     if args.config is not None:
