@@ -55,10 +55,11 @@ def _no_process_state_left_behind(request: pytest.FixtureRequest) -> Iterator[No
     environment = _blissng_environment()
     # A wider fixture may hold an event loop marked running in this thread: Playwright's sync
     # API does, as long as it is open (the session-scoped browser fixture). anyio's runner
-    # refuses to start then ("Cannot run the event loop while another loop is running"), so
-    # an anyio test runs with that loop hidden, and it is put back after the test.
+    # then refuses to start ("Cannot run the event loop while another loop is running"), and
+    # anyio.run or "no loop here" checks fail, so every test but the browser ones runs with
+    # that loop hidden; it is put back after the test.
     outer = asyncio.events._get_running_loop()
-    hide_outer = outer is not None and "anyio_backend" in request.fixturenames
+    hide_outer = outer is not None and request.node.get_closest_marker("browser") is None
     if hide_outer:
         asyncio.events._set_running_loop(None)
     yield
