@@ -26,6 +26,8 @@ pytestmark = pytest.mark.timeout(180)
 
 BLISSNG = Path(sys.executable).parent / "blissng"
 COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
+# blissng's own ready line (the supervised writer also logs "writer ready on ...")
+READY_LINE = "; redis settings="
 READY_TIMEOUT = 60.0  # demo target is 3 s; a loaded, shared 2-core machine took 13 s
 
 
@@ -214,7 +216,7 @@ def assert_stopped_cleanly(proc: Running, kids: list[psutil.Process], code: int)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_headless_demo_stops_on_signal(running, tmp_path, signum):
     demo = running(["demo", "--state-dir", str(tmp_path / "state")])
-    ready = demo.wait_for(" ready ")
+    ready = demo.wait_for(READY_LINE)
     assert "redis settings=unix://" in ready and "data=unix://" in ready
     assert "blissng/demo/config" in ready
     assert len(demo.redis_children()) == 2
@@ -237,7 +239,7 @@ def test_headless_serve_loads_good_objects_and_reports_bad_ones(running, tmp_pat
     )
     (config / "bad.yml").write_text("- name: x\n  class: [oops\n")
     serve = running(["serve", "--config", str(config), "--state-dir", str(tmp_path / "s")])
-    ready = serve.wait_for(" ready ")
+    ready = serve.wait_for(READY_LINE)
     assert "2 objects" in ready  # mot and m1
     errors = [line for line in serve.lines if " ERROR " in line]
     assert any("motors.yml:6: object 'broken', field 'class': unknown class" in e for e in errors)
@@ -249,7 +251,7 @@ def test_headless_serve_loads_good_objects_and_reports_bad_ones(running, tmp_pat
 def test_headless_serve_on_an_external_redis(running, tmp_path, redis_stack):
     url = url_with_db(redis_stack.urls.settings, 4)
     serve = running(["serve", "--config", str(tmp_path), "--redis", url])
-    ready = serve.wait_for(" ready ")
+    ready = serve.wait_for(READY_LINE)
     assert f"settings={url}" in ready
     assert serve.redis_children() == []
     assert_stopped_cleanly(serve, [], serve.stop())
@@ -399,7 +401,7 @@ def test_local_shell_stops_on_sigterm(pty_serve):
 
 def test_serve_stops_with_an_error_when_redis_dies(running, tmp_path, motor_config):
     serve = running(["serve", "--config", str(motor_config), "--state-dir", str(tmp_path / "s")])
-    serve.wait_for(" ready ")
+    serve.wait_for(READY_LINE)
     kids = serve.redis_children()
     [data] = [k for k in kids if "data" in " ".join(k.cmdline())]
     data.kill()
@@ -417,7 +419,7 @@ def test_settings_survive_a_restart_of_serve(running, tmp_path, motor_config):
         return ready.split("redis settings=", 1)[1].split()[0]
 
     first = running(args)
-    url = settings_url(first.wait_for(" ready "))
+    url = settings_url(first.wait_for(READY_LINE))
     client = redis.Redis.from_url(url)
     try:
         client.hset("settings:m1", mapping={"velocity": "7.5", "offset": "0.25"})
@@ -425,7 +427,7 @@ def test_settings_survive_a_restart_of_serve(running, tmp_path, motor_config):
         client.close()
     assert first.stop() == 0
     second = running(args)
-    client = redis.Redis.from_url(settings_url(second.wait_for(" ready ")))
+    client = redis.Redis.from_url(settings_url(second.wait_for(READY_LINE)))
     try:
         stored = client.hgetall("settings:m1")  # the axis keeps its dial position there too
         assert (stored[b"velocity"], stored[b"offset"]) == (b"7.5", b"0.25")
