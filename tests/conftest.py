@@ -16,6 +16,9 @@ import pytest
 
 # prompt_toolkit asks the terminal for the cursor position and waits for the answer.
 os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
+# Servers started by tests (also as subprocesses) take any free port, never the default one
+# that another run, or a developer's server, may hold.
+os.environ.setdefault("BLISSNG_WEB_PORT", "0")
 
 _WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
 

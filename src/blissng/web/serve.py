@@ -141,7 +141,10 @@ def add_web_options(parser: Any) -> None:
         help="address of the web shell (default 127.0.0.1; anything else warns loudly)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"its port (default {DEFAULT_PORT}; 0: any)"
+        "--port",
+        type=int,
+        default=int(os.environ.get("BLISSNG_WEB_PORT", DEFAULT_PORT)),
+        help=f"its port (default $BLISSNG_WEB_PORT or {DEFAULT_PORT}; 0: any free port)",
     )
     parser.add_argument(
         "--allow-origin",
