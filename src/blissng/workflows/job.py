@@ -162,12 +162,21 @@ class Job:
     def _finish(
         self, state: JobState, result: Any = None, error: BaseException | None = None
     ) -> None:
+        self._settle(state, result, error)
+        self._wake()
+
+    def _settle(
+        self, state: JobState, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        """The outcome, without waking waiters yet (the record is written in between)."""
         if isinstance(error, JobError) and error.job_id is None:
             error.job_id = self.id
         self.state = state
         self.ended = time.time()
         self._result = result
         self._error = error
+
+    def _wake(self) -> None:
         self._done.set()
         self._done_threadsafe.set()
 

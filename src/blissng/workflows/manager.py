@@ -324,12 +324,16 @@ class JobManager:
                         await recorder.submitted(job)
                     await recorder.finished(job, None, job.exception())
             raise
-        job._finish(state, result, error)
-        if recorder is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                if not recorded:
-                    await recorder.submitted(job)  # failed before its document was written
-                await recorder.finished(job, result, error)
+        # Recorded before waiters wake: whoever awaited the job finds its document final.
+        job._settle(state, result, error)
+        try:
+            if recorder is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    if not recorded:
+                        await recorder.submitted(job)  # failed before its document was written
+                    await recorder.finished(job, result, error)
+        finally:
+            job._wake()
 
 
 @contextlib.contextmanager
