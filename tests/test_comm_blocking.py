@@ -43,20 +43,22 @@ class Driver:
 
 async def test_blocking_runs_off_the_event_loop() -> None:
     loop_thread = threading.get_ident()
-    ticks = 0
+    released = threading.Event()
 
     async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
+        # Only a loop that keeps running while the call blocks can release it.
+        for _ in range(5):
             await anyio.sleep(0.01)
+        released.set()
+
+    def blocked_until_the_loop_releases_it() -> tuple[bool, int]:
+        return released.wait(30), threading.get_ident()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
-        thread = await blocking(lambda: (time.sleep(0.2), threading.get_ident())[1], device="d1")
-        tg.cancel_scope.cancel()
+        was_released, thread = await blocking(blocked_until_the_loop_releases_it, device="d1")
     assert thread != loop_thread
-    assert ticks >= 5  # the loop kept running while the call blocked its thread
+    assert was_released
 
 
 async def test_one_call_at_a_time_per_device_and_devices_in_parallel() -> None:
