@@ -330,7 +330,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``serve`` on the configuration shipped in :mod:`blissng.demo`, with its simulators."""
-    import blissng.demo as demo
+    import blissng.sim.demo as demo
 
     state_dir = args.state_dir or default_state_dir("demo")
     args.default_session = "demo"
