@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
+from beamlines import MOCKUP_BEAMLINE
 from blissng.config import Config
 from blissng.redisdb import RedisUrls, async_client
 from blissng.redisdb.settings import SettingsStore
@@ -22,23 +23,7 @@ from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
-CONFIG = """
-- name: motors
-  class: MockupController
-  instant: true
-  axes:
-    - name: m1
-    - name: m2
-- name: sim
-  class: SimCounterController
-  sampling_period: 0.001
-  counters:
-    - name: diode
-      motor: $m1
-      center: 1.0
-      fwhm: 0.5
-      height: 100
-      nsamples: 1
+CONFIG = MOCKUP_BEAMLINE + """\
     - name: diode2
       nsamples: 1
 - name: MG1

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from beamlines import MOCKUP_BEAMLINE
 from blissng.config import Config
 from blissng.redisdb import RedisUrls
 from blissng.session import Session
@@ -24,24 +25,7 @@ from blissng.web.testing import ConsoleClient, ServerThread
 
 TOKEN = "session-token"
 
-CONFIG = """
-- name: motors
-  class: MockupController
-  instant: true
-  axes:
-    - name: m1
-    - name: m2
-- name: sim
-  class: SimCounterController
-  sampling_period: 0.001
-  counters:
-    - name: diode
-      motor: $m1
-      center: 1.0
-      fwhm: 0.5
-      height: 100
-      nsamples: 1
-"""
+CONFIG = MOCKUP_BEAMLINE
 
 
 @pytest.fixture
