@@ -12,12 +12,13 @@ $(PY):
 	$(PIP) install --upgrade pip setuptools wheel
 
 # Stamps: an installed environment is not reinstalled unless pyproject.toml changed.
+# The demo's Tango and EPICS devices need the tango and epics extras (docs/control-systems.md).
 $(VENV)/.stamp-base: pyproject.toml | $(PY)
-	$(PIP) install -e .
+	$(PIP) install -e '.[tango,epics]'
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(PY)
-	$(PIP) install -e '.[dev,workflows]'
+	$(PIP) install -e '.[dev,workflows,tango,epics]'
 	touch $@ $(VENV)/.stamp-base
 
 install: $(VENV)/.stamp-base
@@ -42,15 +43,17 @@ chromium:
 	fi
 
 test: $(VENV)/.stamp-dev webshell chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 
+# Every script of benchmarks/ (not the _*.py helpers); tests/test_benchmarks.py runs each one
+# at tiny sizes in `make test`, so none rots between two runs of this.
 bench: $(VENV)/.stamp-dev
-	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+	@set -e; for script in benchmarks/[!_]*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

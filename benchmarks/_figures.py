@@ -7,6 +7,10 @@ average when the figure was printed: on a shared machine a figure means little w
 Figures are medians of several rounds that alternate the measured code with its baseline
 (``spread`` prints the range of those rounds), so noise from other processes shows as a wide
 range instead of hiding in one lucky or unlucky run.
+
+Every script takes its sizes from :func:`sized`: ``make test`` runs each one with
+``BLISSNG_BENCH_SMOKE=1`` (tests/test_benchmarks.py), tiny sizes and one round, so that no
+script rots between two ``make bench``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,21 @@ import json
 import os
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SMOKE = "BLISSNG_BENCH_SMOKE"
+"""Set (to anything but ``0``): run every code path once, at tiny sizes; figures mean nothing."""
+
+
+def smoke() -> bool:
+    return os.environ.get(SMOKE, "") not in ("", "0")
+
+
+def sized(full: T, tiny: T) -> T:
+    """``full`` for a measurement, ``tiny`` for the smoke test (:data:`SMOKE` set)."""
+    return tiny if smoke() else full
 
 
 def load() -> float:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import anyio
 import numpy as np
-from _figures import figure, median, spread
+from _figures import figure, median, sized, spread
 
 from blissng.acquisition import (
     AcquirableSlave,
@@ -28,7 +28,7 @@ from blissng.acquisition import (
     MotorStepMaster,
     SoftwareTimerMaster,
 )
-from blissng.devices.protocols import AcquisitionParameters
+from blissng.devices import AcquisitionParameters
 
 NAME = "chain_overhead"
 
@@ -138,13 +138,13 @@ async def chain_run(npoints: int, ncontrollers: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
-ROUNDS = 5  # alternated plain/engine rounds; figures are medians, the range is printed
+ROUNDS = sized(5, 1)  # alternated plain/engine rounds; figures are medians, the range is printed
 
 
 async def main(npoints: int) -> None:
     for ncontrollers in (1, 3):
-        await plain_loop(1000, ncontrollers)  # warm up
-        await chain_run(1000, ncontrollers)
+        await plain_loop(sized(1000, 10), ncontrollers)  # warm up
+        await chain_run(sized(1000, 10), ncontrollers)
         plains, engines = [], []
         for _ in range(ROUNDS):  # alternated, so that load from other processes hits both
             plains.append(await plain_loop(npoints, ncontrollers))
@@ -170,4 +170,4 @@ async def main(npoints: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else sized(10_000, 50))

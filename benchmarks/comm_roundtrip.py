@@ -21,10 +21,10 @@ from typing import Any
 
 import anyio
 import numpy as np
-from _figures import figure
+from _figures import figure, sized
 
 from blissng.comm import Connection, connection_from_url
-from blissng.sim.servers import (
+from blissng.sim import (
     BAD_DEVICE_RATE,
     SimHost,
     bad_device_spec,
@@ -303,5 +303,5 @@ async def main(seconds: float) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=sized(2.0, 0.1), help="per measurement")
     anyio.run(main, parser.parse_args().seconds)

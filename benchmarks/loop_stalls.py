@@ -17,15 +17,19 @@ import tempfile
 from pathlib import Path
 
 import anyio
+from _figures import figure, sized
 
 from blissng.health import LoopMonitor
-from blissng.sim.servers import bad_device_spec, open_sim_host, standard_spec
+from blissng.sim import bad_device_spec, open_sim_host, standard_spec
 
 HERE = Path(__file__).resolve().parent
 
 
 def load_scenario():  # the scenario is defined once, beside its test
-    path = HERE.parent / "tests" / "test_fairness.py"
+    tests = HERE.parent / "tests"
+    if str(tests) not in sys.path:
+        sys.path.append(str(tests))  # the test module imports its helpers (sinks) from there
+    path = tests / "test_fairness.py"
     spec = importlib.util.spec_from_file_location("fairness_scenario", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -35,7 +39,7 @@ def load_scenario():  # the scenario is defined once, beside its test
 
 
 def show(metric: str, value: float, unit: str, baseline: float | None, target: str) -> None:
-    show("loop_stalls", metric, value, unit, baseline=baseline, target=target)
+    figure("loop_stalls", metric, value, unit, baseline=baseline, target=target)
 
 
 async def main(duration: float) -> None:
@@ -89,4 +93,4 @@ async def main(duration: float) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
+    anyio.run(main, float(sys.argv[1]) if len(sys.argv) > 1 else sized(5.0, 0.5))

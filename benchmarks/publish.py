@@ -31,11 +31,11 @@ import anyio
 import anyio.lowlevel
 import numpy as np
 import redis.asyncio as aredis
-from _figures import figure, load, median, spread
+from _figures import figure, load, median, sized, spread
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 from blissng.data import ScanDocument, ScanPublisher
-from blissng.redisdb.server import start_one
+from blissng.redisdb import start_one
 
 RESULTS: list[dict[str, Any]] = []
 
@@ -80,7 +80,8 @@ async def emit_points(channels: list[Channel], npoints: int) -> None:
         await channel.end()
 
 
-ROUNDS = 5  # the machine is shared: figures are medians of alternated rounds, ranges printed
+# The machine is shared: figures are medians of alternated rounds, ranges printed.
+ROUNDS = sized(5, 1)
 
 
 async def publish_points(url: str, npoints: int, number: int) -> tuple[float, float]:
@@ -275,10 +276,10 @@ async def main() -> None:
         server = start_one("data", Path(tmp) / "redis", persistent=False, maxmemory="2gb")
         try:
             sections = [
-                (per_point, 10_000),
-                (batched, 50),
-                (latency, 2000),
-                (raw_latency, 2000),
+                (per_point, sized(10_000, 200)),
+                (batched, sized(50, 2)),
+                (latency, sized(2000, 50)),
+                (raw_latency, sized(2000, 50)),
             ]
             for section, size in sections:
                 try:

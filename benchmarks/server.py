@@ -27,16 +27,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _figures import figure
+from _figures import figure, sized
 
 from blissng.client import Client
 from blissng.config import Config
-from blissng.locks import Holder, LockManager, holding_as, locks
+from blissng.locks import Holder, LockManager, holding_as
 from blissng.redisdb import redis_stack
-from blissng.scans.clients import close_shared_clients
-from blissng.session.server import Server
-from blissng.web.api import WebOptions, web_runner
-from blissng.web.serve import serve_web
+from blissng.scans import close_shared_clients
+from blissng.session import Server
+from blissng.web import WebOptions, serve_web, web_runner
 
 NAME = "server"
 CONFIG = """
@@ -70,7 +69,7 @@ background:
 """
 
 
-async def lock_rates(redis_url: str, seconds: float = 2.0) -> None:
+async def lock_rates(redis_url: str, seconds: float = sized(2.0, 0.1)) -> None:
     plain = anyio.Lock()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -121,7 +120,7 @@ async def server_figures(directory: Path, urls: object) -> None:
         writer=False,
         web=web_runner(WebOptions(port=0)),
     ) as server:
-        n = 200
+        n = sized(200, 5)
         async with Client.from_connection_file(directory / "state" / "web.json") as client:
             await client.run("bench", "None")
             times = []
@@ -138,17 +137,16 @@ async def server_figures(directory: Path, urls: object) -> None:
         session = server.session("bench")
         await anyio.sleep(0.5)
         task.jitter.window.clear()
-        await anyio.sleep(3.0)
+        await anyio.sleep(sized(3.0, 0.2))
         idle = task.jitter.summary()
         task.jitter.window.clear()
-        await session.execute("ascan(m1, 0, 1, 200, 0.01, sim)")
+        await session.execute(f"ascan(m1, 0, 1, {sized(200, 10)}, 0.01, sim)")
         busy = task.jitter.summary()
         figure(NAME, "regulation_jitter_max", busy["max"] * 1e3, "ms",
                baseline=idle["max"] * 1e3, target="< 20 ms (the period)",
                note="(scan running; baseline idle)")  # fmt: skip
         figure(NAME, "regulation_jitter_p99", busy["p99"] * 1e3, "ms",
                baseline=idle["p99"] * 1e3, note="(scan running; baseline idle)")  # fmt: skip
-    locks.configure(None)
     await close_shared_clients()
 
 

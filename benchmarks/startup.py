@@ -31,14 +31,14 @@ from pathlib import Path
 import anyio
 import psutil
 import redis
-from _figures import figure, median, spread
+from _figures import figure, median, sized, spread
 
 from blissng.redisdb import async_client, find_redis_server, start_redis
 
 BENCHMARK = "startup"
 BLISSNG = Path(sys.executable).parent / "blissng"
 COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
-ROUNDTRIPS = 2000
+ROUNDTRIPS = sized(2000, 50)
 
 
 def show(metric: str, value: float, unit: str, baseline: float, target: float | None,
@@ -167,7 +167,7 @@ async def async_figures(url: str) -> dict[str, float]:
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else sized(3, 1)
     with tempfile.TemporaryDirectory(prefix="blissng-bench-") as tmp:
         base = Path(tmp)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

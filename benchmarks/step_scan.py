@@ -25,17 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from _figures import figure, median, spread
+from _figures import figure, median, sized, spread
 
-from blissng.devices.protocols import AcquisitionParameters
+from blissng.devices import AcquisitionParameters
 from blissng.redisdb import redis_stack
-from blissng.scans import ScanContext, ascan, use_context
-from blissng.scans.clients import close_shared_clients
-from blissng.sim.counters import SimCounterController
-from blissng.sim.motors import MockupController
+from blissng.scans import ScanContext, ascan, close_shared_clients, use_context
+from blissng.sim import MockupController, SimCounterController
 
 NAME = "step_scan"
-ROUNDS = 5  # alternated loop/scan rounds; figures are medians, their range is printed
+ROUNDS = sized(5, 1)  # alternated loop/scan rounds; figures are medians, their range is printed
 
 
 def emit(
@@ -169,7 +167,7 @@ async def abort_latency(redis_url: Any) -> None:
     context = ScanContext(session="bench", redis=redis_url, output=None, motors=lambda: [m1])
     times = []
     with use_context(context):
-        for _ in range(5):
+        for _ in range(sized(5, 1)):
             scan = await ascan(m1, 0, 10, 100, 0.5, sim, run=False, save=False)
             first = anyio.Event()
             scan.control.add_point_callback(lambda i, _, ev=first: ev.set())
@@ -215,10 +213,9 @@ TRANSPORT_CONFIG = """
 
 async def over_transports(npoints: int, redis_url: Any, directory: Path) -> None:
     """The serial motor controller on a pty and the TCP scaler (the simulator processes)."""
+    from blissng.comm import register_simulators
     from blissng.config import Config
-    from blissng.sim.addresses import register_simulators
-    from blissng.sim.servers.launcher import open_sim_host
-    from blissng.sim.servers.presets import standard_spec
+    from blissng.sim import open_sim_host, standard_spec
 
     (directory / "config").mkdir()
     (directory / "config" / "transports.yml").write_text(TRANSPORT_CONFIG)
@@ -257,4 +254,4 @@ async def main(npoints: int) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else sized(10_000, 100))

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from _figures import figure
+from _figures import figure, sized
 
-from blissng.redisdb import RedisUrls, start_redis
-from blissng.redisdb.server import url_with_db
-from blissng.testing.celery import start_celery_worker, stop_celery_worker
+from blissng.redisdb import RedisUrls, start_redis, url_with_db
+from blissng.testing import start_celery_worker, stop_celery_worker
 from blissng.workflows import CELERY_DB, JobManager
 
 GRAPH = {
@@ -46,8 +45,8 @@ GRAPH = {
     ],
     "links": [],
 }
-SEQUENTIAL = 15
-BURST = 20
+SEQUENTIAL = sized(15, 2)
+BURST = sized(20, 2)
 RESULTS: list[dict[str, Any]] = []
 
 

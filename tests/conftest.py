@@ -20,6 +20,18 @@ os.environ.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
 # that another run, or a developer's server, may hold.
 os.environ.setdefault("BLISSNG_WEB_PORT", "0")
 
+# blissng's own suite: no hypothesis deadline (a loaded CI machine is not a failing test). Set
+# here, not in the plugin, so that projects installing blissng keep their own profile.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a dev extra
+    pass
+else:
+    settings.register_profile(
+        "blissng", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("blissng")
+
 _WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
 
 

@@ -26,20 +26,14 @@ from blissng.acquisition import (
     HardwareTriggerMaster,
     MotorStepMaster,
     PauseCondition,
-    ScanAborted,
     ScanControl,
     ScanState,
     SoftwareTimerMaster,
     TriggerType,
 )
-from blissng.devices.protocols import (
-    Acquirable,
-    AcquisitionParameters,
-    Movable,
-    TriggerMode,
-    TriggerSource,
-)
-from sinks import subscribe
+from blissng.devices import Acquirable, AcquisitionParameters, Movable, TriggerMode, TriggerSource
+from blissng.errors import Aborted
+from blissng.testing import subscribe
 
 pytestmark = pytest.mark.anyio
 
@@ -597,7 +591,7 @@ async def test_abort_stops_every_node_within_100_ms() -> None:
         control.abort()
         await done.wait()
         elapsed = time.perf_counter() - t0
-    assert isinstance(failure[0], ScanAborted)
+    assert isinstance(failure[0], Aborted)
     assert control.state is ScanState.ABORTED
     assert journal[-2:] == ["m1.stop", "diode_ctrl.stop"]
     assert set(sink.ended) == {c.name for c in chain.channels}
@@ -638,7 +632,7 @@ async def test_abort_of_a_timescan_running_until_stopped() -> None:
     sink = subscribe(chain)
     control = ScanControl()
     control.add_point_callback(lambda i, v: control.abort() if i == 99 else None)
-    with pytest.raises(ScanAborted):
+    with pytest.raises(Aborted):
         await chain.run(control)
     assert sink.ended["ctrl:c0"] == 100
     assert sink.indices("ctrl:c0") == list(range(sink.ended["ctrl:c0"]))
@@ -827,7 +821,7 @@ async def test_abort_while_paused_stops_everything(paused_by: str) -> None:
             await control.wait_paused()
         assert not any(e.endswith(".stop") for e in journal)
         control.abort()
-    assert isinstance(outcome[0], ScanAborted)
+    assert isinstance(outcome[0], Aborted)
     assert control.state is ScanState.ABORTED
     assert journal[-2:] == ["m1.stop", "diode_ctrl.stop"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 
 pytestmark = pytest.mark.anyio
 

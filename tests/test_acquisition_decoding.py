@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from blissng.acquisition.decoding import (
+from blissng.acquisition import (
     decode_in_thread,
     decode_limiter,
     decode_threads,

@@ -23,16 +23,16 @@ from blissng.acquisition import (
     HardwareTriggerMaster,
     MotorStepMaster,
     PauseCondition,
-    ScanAborted,
     ScanControl,
     ScanState,
     SoftwareTimerMaster,
     TriggerType,
 )
+from blissng.comm import register_simulators, unregister_simulators
 from blissng.config import Config
-from blissng.sim.addresses import register_simulators, unregister_simulators
-from blissng.sim.servers import SimHost
-from sinks import subscribe
+from blissng.errors import Aborted
+from blissng.sim import SimHost
+from blissng.testing import subscribe
 
 pytestmark = pytest.mark.anyio
 
@@ -202,7 +202,7 @@ async def test_abort_of_a_counting_scan_stops_the_scaler_within_100_ms(
             nonlocal aborted, elapsed
             try:
                 await chain.run(control)
-            except ScanAborted:
+            except Aborted:
                 aborted = True
             elapsed = time.perf_counter() - t0
 

@@ -11,15 +11,17 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from blissng.client import Client, ClientError, CommandFailed, connect
 from blissng.config import Config
-from blissng.locks import locks
-from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans.clients import close_shared_clients
-from blissng.session.server import Server
-from blissng.web.api import WebOptions, web_runner
+from blissng.redisdb import RedisUrls, SettingsStore, async_client
+from blissng.scans import close_shared_clients
+from blissng.session import Server
+from blissng.web import ENDPOINTS, WebOptions, web_runner
+from blissng.web._endpoints import openapi_schema
+from blissng.web._openapi import ERROR
+from blissng.web._schemas import Object
 from test_server import CONFIG, SESSIONS
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +45,6 @@ async def server(
         ) as srv:
             yield srv
     finally:
-        locks.configure(None)
         await client.aclose()
         await close_shared_clients()
 
@@ -177,7 +178,7 @@ async def test_a_web_console_command_holds_its_motor_in_the_console_name(server:
     from websockets.sync.client import connect as ws_connect
 
     from blissng.locks import DeviceLocked
-    from blissng.web.testing import ConsoleClient
+    from blissng.web import ConsoleClient
 
     assert server.url is not None
     base, token = server.url.split("/?token=")
@@ -210,3 +211,63 @@ async def test_a_web_console_command_holds_its_motor_in_the_console_name(server:
         await server.session("beta").execute("mv(slow, 0)")  # free again
     finally:
         await anyio.to_thread.run_sync(tab.close)
+
+
+def _references(node: Any) -> list[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [ref for value in node.values() for ref in _references(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _references(value)]
+    return []
+
+
+def test_every_schema_the_openapi_description_refers_to_is_in_its_components() -> None:
+    schema = openapi_schema()
+    references = set(_references(schema))
+    assert "#/components/schemas/Command" in references
+    assert "#/components/schemas/Scan" in references  # a model a model refers to
+    components = schema["components"]["schemas"]
+    prefix = "#/components/schemas/"
+    assert all(ref.startswith(prefix) for ref in references), references
+    assert {ref.removeprefix(prefix) for ref in references} <= components.keys()
+    assert all("$defs" not in component for component in components.values())
+
+
+QUERY_VALUES = {"boolean": "true", "number": "1"}  # ?read=true, ?wait=1 (the command ended)
+
+
+def _matches(model: type[BaseModel], answer: httpx.Response) -> None:
+    """The answer validates against the model, and nothing it holds is left out of it."""
+    parsed = model.model_validate_json(answer.text, strict=True)
+    assert parsed.model_dump(mode="json", by_alias=True, exclude_unset=True) == answer.json()
+
+
+@pytest.mark.timeout(90)
+async def test_every_endpoint_answers_what_its_openapi_schema_says(server: Server) -> None:
+    """Each endpoint of ENDPOINTS, called for real: its answer matches the model the description
+    derives its schema from (fields, types and no undeclared field), errors included."""
+    assert server.url is not None
+    base, token = server.url.split("/?token=")
+    auth = {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as http:
+        ran = await http.post(
+            "/api/sessions/alpha/commands",
+            json={"source": "ascan(m1, 0, 1, 3, 0.01, simA)", "timeout": 50},
+        )
+        assert ran.status_code == 200 and ran.json()["scan"]["number"] >= 1, ran.text
+        params = {"session": "alpha", "name": "m1", "id": str(ran.json()["id"])}
+        seen = set()
+        for endpoint in ENDPOINTS:
+            path = endpoint.path.format(**params)
+            body = {"source": "print('hi'); 1 + 1"} if endpoint.body is not None else None
+            query = {q.name: QUERY_VALUES[q.type] for q in endpoint.query}  # as it declares them
+            answer = await http.request(endpoint.method, path, json=body, params=query)
+            answered = endpoint.responses[answer.status_code]
+            _matches(answered[0] if isinstance(answered, tuple) else answered, answer)
+            seen.add(endpoint.handler)
+        for name in ("simA", "nothing"):  # a counter controller, and a 404
+            answer = await http.get(f"/api/sessions/alpha/objects/{name}")
+            _matches(Object if answer.status_code == 200 else ERROR, answer)
+    assert len(seen) == len(ENDPOINTS)

@@ -9,20 +9,19 @@ import time
 import anyio
 import pytest
 
-from blissng.devices.axis import AxisState
-from blissng.devices.errors import (
+from blissng.devices import (
     AxisBusyError,
     AxisFaultError,
+    AxisState,
     EncoderMismatchError,
+    Group,
     LimitError,
     LimitSwitchError,
+    Movable,
     UnknownDeviceError,
 )
-from blissng.devices.group import Group
-from blissng.devices.protocols import Movable
-from blissng.redisdb import async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.sim.motors import MockupController
+from blissng.redisdb import SettingsStore, async_client
+from blissng.sim import MockupController
 
 pytestmark = pytest.mark.anyio
 
@@ -307,7 +306,7 @@ async def test_zero_time_moves_never_sleep():
 @pytest.mark.parametrize("instant", [True, False])
 async def test_slit_siblings_started_one_after_the_other_are_merged(instant):
     """What a scan master does with a2scan(s1g, ..., s1o, ...): start both, then wait both."""
-    from blissng.devices.calc import CalcAxisParameters, Slit
+    from blissng.devices import CalcAxisParameters, Slit
 
     ctrl = mockup(
         {"name": "low", "velocity": 20, "acceleration": 1000},

@@ -5,9 +5,10 @@ import itertools
 import anyio
 import pytest
 
-from blissng.devices.regulation import RegulationLoop
-from blissng.session.background import BackgroundTasks, Monitor, TaskState
-from blissng.sim.heater import SimHeater
+from blissng.devices import DeviceError, RegulationLoop
+from blissng.session import TaskState
+from blissng.session._background import BackgroundTasks, Monitor
+from blissng.sim import SimHeater
 
 pytestmark = pytest.mark.anyio
 
@@ -100,6 +101,45 @@ async def test_period_is_kept_while_the_loop_is_busy_elsewhere():
     assert stats["ticks"] >= 100
     # Tick lateness stays well under the period's scale (generous for a loaded CI machine).
     assert stats["median"] < 0.02, stats
+
+
+async def test_a_device_error_leaves_the_task_failing_until_its_device_answers_again():
+    seen: list[TaskState] = []  # the task's state as each step starts
+    fifth_step = anyio.Event()
+
+    async def thermometer():
+        seen.append(tasks.tasks["thermo_monitor"].state)
+        if len(seen) <= 3:
+            raise DeviceError("thermometer", "no reply after 3 s")
+        if len(seen) == 5:
+            fifth_step.set()
+
+    async with BackgroundTasks() as tasks:
+        task = tasks.start("thermo_monitor", thermometer, period=0.01)
+        await fifth_step.wait()
+        assert seen[:5] == [TaskState.RUNNING, *[TaskState.FAILING] * 3, TaskState.RUNNING]
+        assert task.failed_steps == 3 and task.error is None and not task.stopped.is_set()
+
+
+async def test_a_failing_task_is_still_running_for_a_second_start_of_its_name():
+    failed = anyio.Event()
+
+    async def unplugged():
+        failed.set()
+        raise DeviceError("thermometer", "no reply after 3 s")
+
+    async def other():
+        pass
+
+    async with BackgroundTasks() as tasks:
+        task = tasks.start("thermo_monitor", unplugged, period=0.01)
+        await failed.wait()
+        assert task.state is TaskState.FAILING
+        with pytest.raises(ValueError, match="already running"):
+            tasks.start("thermo_monitor", other, period=0.01)
+        assert tasks.tasks["thermo_monitor"] is task
+        await tasks.stop("thermo_monitor")  # the name still stops it
+        assert task.stopped.is_set() and task.state is TaskState.STOPPED
 
 
 async def test_failing_task_stops_alone_with_its_error():

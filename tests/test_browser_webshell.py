@@ -19,10 +19,8 @@ import pytest
 from blissng.config import Config
 from blissng.redisdb import RedisUrls
 from blissng.session import Session
-from blissng.shell.consoles import ShellHub
-from blissng.web.app import create_app, missing_vendor_files
-from blissng.web.security import WebSecurity
-from blissng.web.testing import ServerThread
+from blissng.shell import ShellHub
+from blissng.web import ServerThread, WebSecurity, create_app, missing_vendor_files
 
 pytestmark = pytest.mark.browser
 
@@ -53,6 +51,10 @@ CONFIG = """
       center: 1.0
       fwhm: 0.5
       height: 100
+      nsamples: 1
+    - name: mon
+      height: 0
+      background: 1000
       nsamples: 1
 """
 
@@ -116,6 +118,22 @@ def page(browser: Any, served: ServerThread) -> Iterator[Any]:
         context.close()
 
 
+PLOT = "section[data-session=demo] .plot"
+
+
+def plot_data(page: Any, key: str) -> str:
+    """A data attribute of the plot (what it shows: points, state, shown, drawn, ...)."""
+    return str(page.locator(PLOT).get_attribute(f"data-{key}"))
+
+
+def wait_plot(page: Any, condition: str, timeout: float = 30_000) -> None:
+    """Until ``condition`` (JavaScript over ``d``, the plot's dataset) holds."""
+    page.wait_for_function(
+        f"() => {{ const d = document.querySelector('{PLOT}').dataset; return {condition}; }}",
+        timeout=timeout,
+    )
+
+
 def terminal_text(page: Any) -> str:
     return str(page.locator("blissng-shell .xterm-rows").inner_text())
 
@@ -139,7 +157,7 @@ def test_a_scan_typed_in_the_browser_shows_its_table_and_curve(page: Any) -> Non
     assert page.url.endswith("/")  # the token went into a cookie, out of the address bar
     wait_terminal(page, "demo [1]:")
     type_command(page, "ascan(m1, 0, 2, 10, 0.01, diode)")
-    plot = page.locator("section[data-session=demo] .plot")
+    plot = page.locator(PLOT)
     page.wait_for_function(
         "() => document.querySelector('section[data-session=demo] .plot')"
         ".dataset.state === 'success'"
@@ -179,13 +197,16 @@ def test_a_second_browser_watches_a_console_read_only(
     wait_terminal(page, "demo [1]:")
     console_id = page.locator("blissng-shell").get_attribute("data-console")
     assert console_id
+    share = page.locator("button.share")
+    share.click()  # the watch link, with its own read-only key (no token in it)
+    page.wait_for_function("() => !!document.querySelector('button.share').dataset.link")
+    link = share.get_attribute("data-link")
+    assert link and f"/view/demo/{console_id}?key=" in link and TOKEN not in link
     viewer_context = browser.new_context(viewport={"width": 1000, "height": 700})
     try:
-        viewer = viewer_context.new_page()
+        viewer = viewer_context.new_page()  # another browser: no token, no cookie
         viewer.set_default_timeout(30_000)
-        # the viewer has the token too (its cookie), then opens the watch link
-        viewer_context.request.get(f"{served.base_url}/?token={TOKEN}", max_redirects=0)
-        viewer.goto(f"{served.base_url}/#demo/view/{console_id}")
+        viewer.goto(link)
         assert viewer.locator("blissng-shell").get_attribute("mode") == "view"
         wait_terminal(viewer, "demo [1]:")
         type_command(page, "print('shown-to-' + 'the-viewer')")
@@ -195,6 +216,10 @@ def test_a_second_browser_watches_a_console_read_only(
         type_command(page, "'viewer_typed' in dir()")
         wait_terminal(page, "False")
         assert "viewer_typed = 1" not in terminal_text(page)
+        # the key opens nothing else: not the page of another console, not the API
+        other = viewer_context.request.get(link.replace(console_id, "other"))
+        assert other.status == 403
+        assert viewer_context.request.get(f"{served.base_url}/shell/sessions").status == 403
         ARTIFACTS.mkdir(exist_ok=True)
         viewer.screenshot(path=str(ARTIFACTS / "webshell-viewer.png"))
     finally:
@@ -202,9 +227,26 @@ def test_a_second_browser_watches_a_console_read_only(
 
 
 @pytest.mark.timeout(120)
+def test_devices_work_without_await_in_the_browser(page: Any) -> None:
+    """Typed as BLISS users do: m1.move(1) blocks until the motor stopped."""
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "m1.position")
+    wait_terminal(page, "Out [1]: 0.0")
+    type_command(page, "m1.move(1)")
+    wait_terminal(page, "demo [3]:")
+    type_command(page, "m1.position")
+    wait_terminal(page, "Out [3]: 1.0")
+    type_command(page, "wa()")
+    wait_terminal(page, "demo [5]:")
+    assert "!!!" not in terminal_text(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webshell-move.png"))
+
+
+@pytest.mark.timeout(120)
 def test_a_mesh_is_drawn_as_a_map(page: Any) -> None:
     wait_terminal(page, "demo [1]:")
-    type_command(page, "amesh(m1, 0, 2, 10, m2, 0, 2, 10, 0.001, diode)")
+    type_command(page, "amesh(m1, 0, 2, 10, m2, 0, 2, 10, 0.001, sim)")
     page.wait_for_function(
         "() => document.querySelector('section[data-session=demo] .plot')"
         ".dataset.state === 'success'"
@@ -220,15 +262,27 @@ def test_a_mesh_is_drawn_as_a_map(page: Any) -> None:
         }"""
     )
     assert hot != cold and hot[0] > hot[2] and cold[2] > cold[0]  # red-ish vs blue-ish
+    assert plot_data(page, "mesh") == "11x11"  # the scan's own grid
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "webshell-mesh.png"))
+    # any counter: the flat monitor paints the map in one colour
+    page.locator(f"{PLOT} select.mesh-counter").select_option("sim:mon")
+    wait_plot(page, "d.meshCounter === 'sim:mon'")
+    centre = page.evaluate(
+        """() => {
+            const c = document.querySelector('section[data-session=demo] canvas.mesh');
+            return Array.from(c.getContext('2d').getImageData(
+                Math.floor(c.width / 2), Math.floor(c.height / 2), 1, 1).data);
+        }"""
+    )
+    assert centre[2] > centre[0]  # blue: no peak in the monitor
 
 
 @pytest.fixture
 def served_with_mca(
     sims: Any, write_config: Any, config_dir: Path, redis_urls: RedisUrls, tmp_path: Path
 ) -> Iterator[ServerThread]:
-    from blissng.sim.addresses import register_simulators, unregister_simulators
+    from blissng.comm import register_simulators, unregister_simulators
 
     register_simulators(sims.urls)
     write_config(
@@ -265,18 +319,27 @@ def test_an_mca_spectrum_and_a_camera_frame_on_demand(
         page.set_default_timeout(30_000)
         page.goto(f"{served_with_mca.base_url}/?token={TOKEN}")
         wait_terminal(page, "demo [1]:")
-        type_command(page, "loopscan(3, 0.01, mca, camera)")
-        page.wait_for_function(
-            "() => document.querySelector('section[data-session=demo] .plot')"
-            ".dataset.state === 'success'"
-        )
+        type_command(page, "loopscan(30, 0.1, mca, camera)")
+        # clicked while the scan runs: the spectrum follows the scan to its last point
         page.locator("button.spectrum-button[data-channel='mca:spectrum']").click()
+        page.evaluate(
+            """() => {
+                const area = document.querySelector('section[data-session=demo] .spectrum-area');
+                window.shownIndices = [];
+                new MutationObserver(() => window.shownIndices.push(+area.dataset.index))
+                    .observe(area, { attributes: true, attributeFilter: ['data-index'] });
+            }"""
+        )
         area = page.locator("section[data-session=demo] .spectrum-area")
         page.wait_for_function(
             "() => document.querySelector('section[data-session=demo] .spectrum-area')"
-            ".dataset.index === '2'"
+            ".dataset.index === '29'",
+            timeout=60_000,
         )
+        shown = page.evaluate("() => window.shownIndices")
+        assert len(set(shown)) >= 2 and shown == sorted(shown), shown  # updated live
         assert area.locator("canvas").count() >= 1
+        wait_plot(page, "d.state === 'success'")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "webshell-mca.png"))
         page.locator("button.spectrum-button[data-channel^='camera']").click()
@@ -304,7 +367,7 @@ def test_the_shell_embedded_in_another_web_application(browser: Any, tmp_path: P
     import http.server
     import threading
 
-    from blissng.shell.session import SimpleSession
+    from blissng.shell import SimpleSession
 
     def gui_server(directory: Path) -> http.server.ThreadingHTTPServer:
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
@@ -358,7 +421,7 @@ def test_the_shell_embedded_in_another_web_application(browser: Any, tmp_path: P
 
 
 def _terminal_size() -> str:
-    from blissng.shell.builtins import current_console
+    from blissng.shell import current_console
 
     console = current_console.get()
     assert console is not None
@@ -369,7 +432,7 @@ def _terminal_size() -> str:
 def test_the_console_follows_the_browser_window_size(browser: Any, tmp_path: Path) -> None:
     import re
 
-    from blissng.shell.session import SimpleSession
+    from blissng.shell import SimpleSession
 
     app = create_app(
         ShellHub(log_dir=tmp_path / "logs"),
@@ -402,3 +465,46 @@ def test_the_console_follows_the_browser_window_size(browser: Any, tmp_path: Pat
             assert small[0] < big[0] and small[1] < big[1], (big, small)
         finally:
             context.close()
+
+
+@pytest.mark.timeout(120)
+def test_plotselect_typed_in_the_browser_changes_the_plot(page: Any) -> None:
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "ascan(m1, 0, 2, 10, 0.01, sim)")
+    wait_plot(page, "d.state === 'success'")
+    assert plot_data(page, "shown") == "sim:diode,sim:mon"  # no selection: every counter
+    type_command(page, "plotselect(diode)")
+    wait_plot(page, "d.shown === 'sim:diode'")  # the plot follows the prompt at once
+    hidden = page.evaluate(
+        """() => [...document.querySelectorAll('section[data-session=demo] .u-legend .u-series')]
+            .map(e => e.classList.contains('u-off'))"""
+    )
+    assert hidden == [False, False, True]  # x, diode shown, mon hidden
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "webshell-plotselect.png"))
+    # toggled by hand, and a log scale
+    page.locator(f"{PLOT} input[data-channel='sim:mon']").check()
+    wait_plot(page, "d.shown === 'sim:diode,sim:mon'")
+    page.locator(f"{PLOT} .log-toggle input").check()
+    wait_plot(page, "d.log === '1'")
+    assert page.evaluate(
+        "() => document.querySelector('section[data-session=demo] .plot .uplot') !== null"
+    )
+    # the next scan shows the selection too
+    wait_terminal(page, "demo [3]:")
+    type_command(page, "ascan(m1, 0, 2, 10, 0.01, sim)")
+    wait_plot(page, "d.scan === '2' && d.state === 'success'")
+    assert plot_data(page, "shown") == "sim:diode"
+
+
+@pytest.mark.timeout(120)
+def test_a_long_scan_is_drawn_decimated(page: Any) -> None:
+    wait_terminal(page, "demo [1]:")
+    type_command(page, "loopscan(5000, 0, sim)")
+    wait_plot(page, "d.state === 'success' && d.points === '5000'", timeout=90_000)
+    drawn = int(plot_data(page, "drawn"))
+    assert 0 < drawn < 5000  # the min and max of each bucket, not every point
+    width = page.evaluate(
+        "() => document.querySelector('section[data-session=demo] .plot-area').clientWidth"
+    )
+    assert drawn <= 2 * max(200, width)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import select
+import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import psutil
 import pydantic
 import pytest
 import redis
 
 import blissng
-from blissng.redisdb.server import url_with_db
+from blissng.redisdb import url_with_db
+from ptys import COMMAND, Terminal
 
 pytestmark = pytest.mark.timeout(180)
 
-BLISSNG = Path(sys.executable).parent / "blissng"
-COMMAND = [str(BLISSNG)] if BLISSNG.exists() else [sys.executable, "-m", "blissng"]
 # blissng's own ready line (the supervised writer also logs "writer ready on ...")
 READY_LINE = "; redis settings="
 READY_TIMEOUT = 60.0  # demo target is 3 s; a loaded, shared 2-core machine took 13 s
@@ -231,7 +234,7 @@ def test_headless_serve_loads_good_objects_and_reports_bad_ones(running, tmp_pat
     config.mkdir()
     (config / "motors.yml").write_text(
         "- name: mot\n"
-        "  class: blissng.sim.motors:MockupController\n"
+        "  class: blissng.sim:MockupController\n"
         "  axes:\n"
         "    - name: m1\n"
         "- name: broken\n"
@@ -262,6 +265,40 @@ def test_headless_serve_on_an_external_redis(running, tmp_path, redis_stack):
         client.close()
 
 
+def test_headless_serve_without_the_web_app(running, tmp_path):
+    state = tmp_path / "state"
+    serve = running(["serve", "--config", str(tmp_path), "--state-dir", str(state), "--no-web"])
+    serve.wait_for(READY_LINE)
+    assert not any("web shell" in line for line in serve.lines), serve.lines
+    assert not (state / "web.json").exists()  # nothing for `blissng shell` to attach to
+    assert_stopped_cleanly(serve, serve.redis_children(), serve.stop())
+
+
+def test_serve_lets_in_the_origins_and_hosts_it_is_given(running, tmp_path):
+    """--allow-origin and --allow-host reach the API of the running server."""
+    state = tmp_path / "state"
+    serve = running(
+        ["serve", "--config", str(tmp_path), "--state-dir", str(state), "--port", "0",
+         "--allow-origin", "https://gui.example.org", "--allow-host", "beamline.example.org"]
+    )  # fmt: skip
+    serve.wait_for(READY_LINE)
+    connection = json.loads((state / "web.json").read_text())
+    headers = {"authorization": f"Bearer {connection['token']}", "host": "beamline.example.org"}
+    with httpx.Client(base_url=connection["url"], headers=headers, timeout=30) as http:
+
+        def run_from(origin: str) -> httpx.Response:
+            body = {"source": "6 * 7"}
+            return http.post("/api/sessions/main/commands", json=body, headers={"origin": origin})
+
+        allowed = run_from("https://gui.example.org")
+        assert allowed.status_code == 200 and allowed.json()["result"] == "42", allowed.text
+        refused = run_from("https://evil.example.org")
+        assert refused.status_code == 403 and "Origin" in refused.json()["error"]
+        other_host = http.get("/api/sessions", headers={"host": "elsewhere.example.org"})
+        assert other_host.status_code == 403 and "Host" in other_host.json()["error"]
+    assert_stopped_cleanly(serve, serve.redis_children(), serve.stop())
+
+
 def test_redis_command_runs_until_sigterm(running, tmp_path):
     proc = running(["redis", "--state-dir", str(tmp_path / "state")])
     settings_url = proc.wait_for("settings: ").split("settings: ", 1)[1]
@@ -289,11 +326,6 @@ def test_redis_command_fails_when_a_server_dies(running, tmp_path):
     assert any("blissng: error: redis-server (data) exited" in line for line in proc.rest())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (next session): a SIGTERM landing in one window of the demo's start-up "
-    "is not acted on; reproduced in about 1 run of 3 under pytest, not by hand",
-)
 def test_sigterm_during_start_up_still_stops_cleanly(running, tmp_path):
     """Whether the signal lands before the event loop listens or after, Redis is stopped."""
     demo = running(["--debug", "demo", "--state-dir", str(tmp_path / "state")])
@@ -303,51 +335,25 @@ def test_sigterm_during_start_up_still_stops_cleanly(running, tmp_path):
     assert_stopped_cleanly(demo, kids, demo.stop())
 
 
+def test_a_burst_of_sigterms_during_start_up_stops_cleanly(running, tmp_path):
+    """SIGTERM every few milliseconds from the moment Redis answers: whatever instant of the
+    start-up each lands in (an import, an asyncio callback, the loop's own handler), the
+    demo stops, Redis with it, with no traceback. The signal handler used to raise, and the
+    exception was lost in an asyncio callback (the demo went on starting) or turned into
+    another error inside an import (a traceback)."""
+    demo = running(["--debug", "demo", "--state-dir", str(tmp_path / "state")])
+    demo.wait_for("Redis embedded in")
+    kids = demo.redis_children()
+    deadline = time.monotonic() + 60
+    while not any("stopping" in line for line in demo.lines):  # until it acts on one
+        assert time.monotonic() < deadline, "SIGTERM after SIGTERM, the demo did not stop"
+        demo.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(AssertionError):  # the next signal in a few milliseconds
+            demo.wait_for("stopping", timeout=0.003)
+    assert_stopped_cleanly(demo, kids, demo.process.wait(60))
+
+
 # ---------------------------------------------------------------------------- the local shell
-
-
-class PtyRunning:
-    """blissng on a real pseudo-terminal, as a user at a terminal runs it."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.master, slave = os.openpty()
-        self.process = subprocess.Popen(
-            [*COMMAND, *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env={**env, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.output = b""
-
-    def read_until(self, token: bytes, timeout: float = READY_TIMEOUT, start: int = 0) -> int:
-        """Position of ``token`` in the output (searching from ``start``), within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while token not in self.output[start:]:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {token!r} within {timeout} s: {self.output[-800:]!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # EIO: the other side closed
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"EOF before {token!r}: {self.output[-800:]!r}")
-                self.output += chunk
-        return self.output.index(token, start)
-
-    def type(self, text: bytes) -> None:
-        os.write(self.master, text)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.master)
 
 
 @pytest.fixture
@@ -355,47 +361,41 @@ def motor_config(tmp_path: Path) -> Path:
     config = tmp_path / "config"
     config.mkdir()
     (config / "motors.yml").write_text(
-        "name: mot\nclass: blissng.sim.motors:MockupController\naxes:\n  - name: m1\n"
+        "name: mot\nclass: blissng.sim:MockupController\naxes:\n  - name: m1\n"
     )
     return config
 
 
 @pytest.fixture
-def pty_serve(env, tmp_path, motor_config) -> Iterator[PtyRunning]:
+def pty_serve(env, tmp_path, motor_config) -> Iterator[Terminal]:
     args = ["serve", "--config", str(motor_config), "--state-dir", str(tmp_path / "s")]
-    proc = PtyRunning(args, env)
+    proc = Terminal(args, env)
     try:
         yield proc
     finally:
         proc.close()
 
 
-def test_local_shell_on_a_terminal_exits_with_ctrl_d(pty_serve):
+PROMPT = b"main [1]: "  # serve's one session (no sessions: section) is called main
+
+
+def test_local_console_on_a_terminal_exits_with_ctrl_d(pty_serve):
     shell = pty_serve
-    shell.read_until(b">>>")
+    shell.read_until(PROMPT)
     kids = [p for p in psutil.Process(shell.process.pid).children() if "redis" in p.name()]
     assert len(kids) == 2
     shell.type(b"m1.name\r")
     answer = shell.read_until(b"'m1'")
-    # Ctrl-D until ptpython asks for confirmation (a key typed while the prompt is being
-    # redrawn after the answer may be dropped: retry, each time waiting on the output)
-    for _attempt in range(20):
-        mark = len(shell.output)
-        shell.type(b"\x04")
-        try:
-            shell.read_until(b"exit", timeout=1.0, start=max(mark, answer))
-            break
-        except AssertionError:
-            continue
-    shell.type(b"y")
+    shell.read_until(b"main [2]: ", start=answer)
+    shell.type(b"\x04")  # Ctrl-D at an empty prompt: the console ends, so does the server
     assert shell.process.wait(30) == 0
     shell.read_until(b"stopped")
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_local_shell_stops_on_sigterm(pty_serve):
+def test_local_console_stops_on_sigterm(pty_serve):
     shell = pty_serve
-    shell.read_until(b">>>")
+    shell.read_until(PROMPT)
     kids = [p for p in psutil.Process(shell.process.pid).children() if "redis" in p.name()]
     shell.process.send_signal(signal.SIGTERM)
     assert shell.process.wait(30) == 0
@@ -458,6 +458,33 @@ def test_check_lists_every_problem(env, tmp_path):
     assert "2 objects built, 2 problems in 2 files" in result.stderr
 
 
+def test_a_bad_axis_and_a_yaml_error_cost_only_themselves(env, tmp_path):
+    """Issue 13, finding 10, as the user meets it: the demo's configuration with one axis
+    field wrong and a syntax error in another file lost 21 objects; now 2, each named."""
+    import blissng.demo
+
+    config = tmp_path / "config"
+    shutil.copytree(blissng.demo.config_dir(), config)
+    motors = config / "motors.yml"
+    motors.write_text(motors.read_text().replace("velocity: 10\n", "velocity: fast\n", 1))
+    counters = config / "counters.yml"
+    counters.write_text(counters.read_text().replace("seed: 54321", "seed: [54321", 1))
+    result = run("check", "--config", str(config), env=env)
+    assert result.returncode == 1
+    th, stats = sorted(result.stdout.splitlines(), key=lambda line: "motors.yml" in line)[::-1]
+    assert re.fullmatch(
+        r".*motors\.yml:\d+: object 'th', field 'velocity': Input should be a valid number, "
+        r".*\(got 'fast'\) \('motors' is loaded without it\)",
+        th,
+    ), th
+    assert re.fullmatch(
+        r".*counters\.yml:\d+: invalid YAML: .*; lines \d+-\d+ \(objects simstats, "
+        r"diode_stats\) are not loaded, the rest of the file is",
+        stats,
+    ), stats
+    assert "42 objects built, 2 problems in 6 files" in result.stderr  # of 45
+
+
 def test_the_shipped_demo_configuration_is_valid(env):
     import blissng.demo
 
@@ -490,25 +517,28 @@ class Device:
 
 
 @pytest.mark.anyio
-async def test_a_failing_or_hanging_device_never_blocks_the_others(caplog):
-    from blissng.cli import close_objects, connect_objects
+async def test_a_failing_or_hanging_device_never_blocks_the_others():
+    from blissng.config import close_objects, connect_objects, failure_text
 
     objects = {name: Device(name) for name in ("good", "fails", "hangs")}
     objects["a_class"] = Device  # classes (not instances) are left alone
     with anyio.fail_after(20):
-        await connect_objects(objects, timeout=0.3)
-        await close_objects(objects, timeout=0.3)
+        connecting = await connect_objects(objects, timeout=0.3)
+        closing = await close_objects(objects, timeout=0.3)
     assert objects["good"].connected and objects["good"].closed
-    messages = [r.getMessage() for r in caplog.records]
+    assert set(connecting) == set(closing) == {"fails", "hangs"}
+    # What blissng serve logs, one line per failure.
+    messages = [f"{n}: {failure_text('connect', e, 0.3)}" for n, e in connecting.items()]
+    messages += [f"{n}: {failure_text('close', e, 0.3)}" for n, e in closing.items()]
     assert "fails: connect() failed: OSError: no route to host" in messages
     assert "hangs: connect() did not finish within 0.3 s" in messages
     assert "fails: close() failed: OSError: no route to host" in messages
     assert "hangs: close() did not finish within 0.3 s" in messages
 
 
-def _signal_until(shell: PtyRunning, signum: signal.Signals, token: bytes) -> None:
+def _signal_until(shell: Terminal, signum: signal.Signals, token: bytes) -> None:
     """Send ``signum`` until ``token`` shows (a signal landing between two steps of the
-    shell, e.g. before ptpython installs its handler, only logs: the next one counts)."""
+    console, e.g. before the command started, only logs: the next one counts)."""
     mark = len(shell.output)
     for _attempt in range(40):
         shell.process.send_signal(signum)
@@ -521,26 +551,27 @@ def _signal_until(shell: PtyRunning, signum: signal.Signals, token: bytes) -> No
 
 
 def _run_a_60s_command(shell) -> float:
-    """Type ``await asyncio.sleep(60)`` at the shell's prompt; return once it runs (the time
-    it was typed)."""
-    shell.read_until(b">>>")
-    mark = len(shell.output)
-    shell.type(b"import asyncio; 'imported'\r")
-    shell.read_until(b"'imported'", start=mark)
+    """Type a command that sleeps 60 s at the console; return once it runs (the time it was
+    typed)."""
+    shell.read_until(PROMPT)
     mark = len(shell.output)
     started = time.monotonic()
-    shell.type(b"await asyncio.sleep(60)\r")
-    # the command runs once the prompt application is done with the line: it then turns
-    # bracketed paste off (ESC [?2004l)
-    shell.read_until(b"\x1b[?2004l", start=mark)
+    shell.type(b"import time; print('slee' + 'ping'); time.sleep(60)\r")
+    shell.read_until(b"sleeping", start=mark)  # printed: the command runs
     return started
 
 
-def test_sigint_cancels_the_running_command_not_the_shell(pty_serve):
+def test_ctrl_c_and_sigint_interrupt_the_running_command_not_the_console(pty_serve):
     shell = pty_serve
     started = _run_a_60s_command(shell)
-    _signal_until(shell, signal.SIGINT, b"CancelledError")
+    shell.type(b"\x03")  # Ctrl-C typed on the terminal: a keystroke for the console
+    shell.read_until(b"KeyboardInterrupt: command aborted")
     assert time.monotonic() - started < 45  # not the 60 s of the sleep
+    started = _run_a_60s_command(shell)
+    mark = len(shell.output)
+    _signal_until(shell, signal.SIGINT, b"KeyboardInterrupt: command aborted")  # kill -INT
+    assert time.monotonic() - started < 45
+    shell.read_until(b"main [", start=mark)
     mark = len(shell.output)
     shell.type(b"m1.name\r")
     shell.read_until(b"'m1'", start=mark)

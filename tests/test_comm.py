@@ -23,7 +23,7 @@ from blissng.comm import (
     debugoff,
     debugon,
 )
-from blissng.sim.servers import SimHost
+from blissng.sim import SimHost
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +312,76 @@ async def test_a_cancelled_request_never_leaves_its_late_reply_for_the_next(
         await sims.fault("scaler", "none")
         assert await conn.write_readline("?CHAN") == "timer mon det diode"
         assert conn.connects == 2
+
+
+async def test_a_cancelled_request_s_late_reply_that_looks_like_the_next_one_s_is_dropped(
+    sims: SimHost,
+) -> None:
+    """On a serial line (the pty) the late reply of a cancelled command comes after the port is
+    reopened. When it looks like the next command's reply (OK for OK: a cancelled move, then a
+    stop), it must still not be taken for it, or every later reply is one behind."""
+    async with connect(sims, "motors", timeout=2.0) as conn:
+        await sims.fault("motors", "slow", delay=0.3)
+        before = (await sims.stats("motors"))["requests"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.write_readline, "VEL 1 2000")
+            with anyio.fail_after(5):  # the device has the request: abort it (Ctrl-C)
+                while (await sims.stats("motors"))["requests"] <= before:
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+        await sims.fault("motors", "none")
+        assert await conn.write_readline("ACC 1 20000", expect="OK|ERR.*") == "OK"
+        assert await conn.write_readline("?STA 1", expect="READY|MOVING|ERR.*") == "READY"
+        assert await conn.write_readline("*IDN?") == "SIMMOT 6 1.0"
+
+
+async def test_a_cancelled_serial_request_whose_reply_came_costs_the_next_no_timeout(
+    sims: SimHost,
+) -> None:
+    """Reopening a serial port flushes what it received: the reply of a cancelled request,
+    come meanwhile, was lost and the next request waited a whole timeout for it (a Ctrl-C
+    took 2 s to stop a motor). The line stays open: the reply is read and dropped at once."""
+    async with connect(sims, "motors", timeout=2.0) as conn:
+        await sims.fault("motors", "slow", delay=0.2)
+        before = (await sims.stats("motors"))["requests"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.write_readline, "?POS 1")
+            with anyio.fail_after(5):
+                while (await sims.stats("motors"))["requests"] <= before:
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+        await anyio.sleep(0.5)  # its reply has come
+        await sims.fault("motors", "none")
+        started = time.monotonic()
+        assert await conn.write_readline("?STA 1", expect="READY|MOVING|ERR.*") == "READY"
+        assert time.monotonic() - started < 1.0  # not the 2 s timeout
+        assert conn.connects == 1
+
+
+async def test_a_serial_device_stopped_then_resumed_is_not_one_reply_behind_for_ever(
+    sims: SimHost,
+) -> None:
+    """A device that stops answering (its process stopped, SIGSTOP) keeps the commands sent
+    meanwhile and answers them all when it resumes. The connection forgot the replies it
+    was owed after a short wait: on the demo, every motor command after a 6 s stop got the
+    reply of an earlier one (``?POS`` answered ``OK``), for ever. Now it keeps count and the
+    request's reply is the last line of the burst."""
+    import psutil
+
+    host = psutil.Process(sims.pid)
+    async with connect(sims, "motors", timeout=0.3) as conn:
+        assert await conn.write_readline("?POS 1") == "0"
+        host.suspend()
+        try:
+            for command in ("?STA 1", "VEL 1 2000", "?POS 1"):
+                with pytest.raises(CommTimeout, match=r"'motors': no complete reply"):
+                    await conn.write_readline(command)
+        finally:
+            host.resume()
+        # no `expect`: the count alone keeps the replies in step
+        assert await conn.write_readline("ACC 1 20000") == "OK"
+        assert await conn.write_readline("?POS 1") == "0"
+        assert await conn.write_readline("?STA 1") == "READY"
+        assert await conn.write_readline("*IDN?") == "SIMMOT 6 1.0"
+        assert conn.late_replies_skipped == 3
+        assert conn.connects == 1  # the line stayed open: reopening flushes what came

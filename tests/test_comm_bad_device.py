@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from blissng.comm import Connection, ProtocolError, connection_from_url
-from blissng.sim.servers import BAD_DEVICE_FIFO, BAD_DEVICE_RATE, SimHost
+from blissng.sim import BAD_DEVICE_FIFO, BAD_DEVICE_RATE, SimHost
 
 pytestmark = pytest.mark.anyio
 

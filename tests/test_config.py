@@ -486,10 +486,69 @@ def test_invalid_yaml_names_file_and_line_and_spares_other_files(write_config, c
     write_config("motors.yml", MOTORS)
     write_config("bad.yml", "- name: x\n  class: [unclosed\n- name: y\n")
     config = Config(config_dir)
-    [error] = config.errors
-    assert error.file.name == "bad.yml" and error.line == 3
-    assert "invalid YAML" in str(error)
+    invalid, y_has_no_class = config.errors
+    assert invalid.file.name == "bad.yml" and invalid.line == 2
+    assert "invalid YAML" in str(invalid) and "lines 1-2 (objects x) are not loaded" in str(invalid)
+    assert y_has_no_class.object == "y"  # the next item was read: it is reported on its own
     assert config.get("diode").name == "diode"
+
+
+def test_a_yaml_error_costs_only_the_item_it_is_in(write_config, config_dir):
+    """Issue 13, finding 10: one syntax error dropped every object of its file."""
+    write_config(
+        "motors.yml",
+        f"""
+        # motors of the hutch
+        - name: before
+          class: {HERE}:Controller
+          host: a
+        - name: broken
+          class: {HERE}:Controller
+          host: [b
+        - name: after
+          class: {HERE}:Controller
+          host: c
+          axes:
+            - name: a1
+        """,
+    )
+    write_config("group.yml", f"name: g\nclass: {HERE}:Group\nmembers: [$broken]\n")
+    config = Config(config_dir)
+    [invalid, *_] = config.errors
+    assert re.fullmatch(
+        r".*motors\.yml:7: invalid YAML: .*; lines 5-7 \(objects broken\) are not loaded, "
+        r"the rest of the file is",
+        str(invalid),
+    ), str(invalid)
+    assert config.get("before").params.host == "a" and config.get("a1").name == "a1"
+    assert config.info("after").location.line == 8  # lines as in the file
+    with pytest.raises(ConfigError, match=r"'broken' is not loaded: its lines are not valid YAML"):
+        config.get("g")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: x\nclass: [unclosed\n", 3),  # one object: its keys mean nothing apart
+        ("- name: x\n  class: A\n---\n- name: y\n  class: A\n", 3),  # two documents
+    ],
+)
+def test_a_file_whose_error_is_not_in_one_item_loads_none_of_it(
+    write_config, config_dir, text, line
+):
+    write_config("bad.yml", text)
+    config = Config(config_dir)
+    [error] = config.errors
+    assert error.line == line and "invalid YAML" in str(error) and "rest" not in str(error)
+    assert config.names() == []
+
+
+def test_sections_of_a_file_with_a_yaml_error_are_kept(write_config, config_dir):
+    write_config("sessions.yml", "sessions:\n  - name: demo\nworkflows: {a: [1\n")
+    config = Config(config_dir)
+    [error] = config.errors
+    assert error.line == 3 and "lines 3-3 are not loaded" in str(error)
+    assert config.section("sessions").value == [{"name": "demo"}]
 
 
 def test_duplicate_key_in_a_mapping_is_invalid_yaml(write_config, config_dir):

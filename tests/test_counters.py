@@ -10,18 +10,21 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from blissng.devices.counters import (
+from blissng.devices import (
     STATS_FIELDS,
+    Acquirable,
+    AcquisitionParameters,
     CalcCounterController,
     CalcOutputParameters,
+    DetectorError,
+    DeviceError,
     SamplingCounter,
     SamplingCounterController,
     SamplingMode,
+    TriggerMode,
+    UnknownDeviceError,
 )
-from blissng.devices.errors import AcquisitionError, DeviceError, UnknownDeviceError
-from blissng.devices.protocols import Acquirable, AcquisitionParameters, TriggerMode
-from blissng.sim.counters import SimCounterController, SimScalerController
-from blissng.sim.motors import MockupController
+from blissng.sim import MockupController, SimCounterController, SimScalerController
 
 pytestmark = pytest.mark.anyio
 
@@ -131,7 +134,7 @@ async def test_unknown_sampling_mode_and_counter_are_named():
 async def test_sampling_controller_refuses_hardware_triggering():
     ctrl = RampController({"c": SamplingMode.MEAN})
     params = AcquisitionParameters(0.1, 10, trigger_mode=TriggerMode.HARDWARE)
-    with pytest.raises(AcquisitionError, match="ramp: does not support hardware triggering"):
+    with pytest.raises(DetectorError, match="ramp: does not support hardware triggering"):
         await ctrl.prepare(params)
 
 

@@ -20,7 +20,7 @@ from blissng.acquisition import (
     SoftwareTimerMaster,
 )
 from blissng.data import ScanDocument, ScanPublisher
-from blissng.devices.protocols import AcquisitionParameters
+from blissng.devices import AcquisitionParameters
 
 pytestmark = pytest.mark.anyio
 

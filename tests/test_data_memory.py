@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 from blissng.data import (
     DataMemoryFull,
     DataPublishError,
@@ -23,8 +23,8 @@ from blissng.data import (
     check_can_start_scan,
     mark_scan_written,
 )
-from blissng.redisdb.server import start_one
-from waiting import wait_until
+from blissng.redisdb import start_one
+from blissng.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -168,7 +168,8 @@ async def test_memory_guard_trims_written_data_and_refuses_new_scans(tmp_path, c
             assert status.trimmed_entries >= 12
             assert status.state == "full", status
             assert "not yet written to disk" in status.message
-            assert await client.xlen(written.stream_keys["spectrum"]) == 1  # the seal
+            # trimming was not enough: the written scan went before its TTL (its file has it)
+            assert not await client.exists(written.key, written.stream_keys["spectrum"])
             entries = await client.xrange(partly.stream_keys["spectrum"])
             assert int(entries[0][0].split(b"-")[0]) == 6 * ROWS
             assert sum(int(f[b"n"]) for _, f in entries[:-1]) == 12 * ROWS
@@ -178,7 +179,7 @@ async def test_memory_guard_trims_written_data_and_refuses_new_scans(tmp_path, c
             with pytest.raises(DataMemoryFull, match="not yet written to disk"):
                 await check_can_start_scan(client)
             with pytest.raises(DataMemoryFull, match="not yet written to disk"):
-                async with ScanPublisher(url, doc(4), [ChannelSpec("x", "float64")]):
+                async with ScanPublisher(url, doc(4), [Channel(ChannelSpec("x", "float64"))]):
                     pass
             # the running scan holds its data, visibly
             await wait_until(lambda: live.status.state == "memory_full")
@@ -200,6 +201,65 @@ async def test_memory_guard_trims_written_data_and_refuses_new_scans(tmp_path, c
         entries = await client.xrange(live.stream_keys["x"])
         data = np.concatenate([np.frombuffer(f[b"d"], "<f8") for _, f in entries[:-1]])
         np.testing.assert_array_equal(data, np.arange(50.0))
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def written_scans(url: str, client: aredis.Redis, first: int, count: int) -> list[str]:
+    """``count`` small scans (a few points: what stays is their document, states, seals),
+    each acknowledged and marked written."""
+    ids = []
+    for number in range(first, first + count):
+        channels = [Channel(ChannelSpec(f"c{i}", "float64")) for i in range(8)]
+        async with ScanPublisher(url, doc(number), channels) as pub:
+            for channel in channels:
+                await channel.emit([1.0, 2.0])
+            await pub.close()
+        await acknowledge(client, pub.scan_id, {f"c{i}": 2 for i in range(8)})
+        await mark_scan_written(client, pub.scan_id)
+        ids.append(pub.scan_id)
+    return ids
+
+
+@pytest.mark.timeout(120)
+async def test_written_scans_go_before_their_ttl_when_trimming_is_not_enough(tmp_path):
+    """Many small written scans fill a small Redis with what trimming cannot free
+    (documents, states, seals: their TTL is minutes away): the guard drops written scans,
+    oldest first, instead of refusing new scans as if the data were unwritten."""
+    server = start_one("data", tmp_path / "redis", persistent=False)
+    client = aredis.Redis.from_url(server.url)
+    try:
+        unwritten = await fill(server.url, 1, 1)  # 1 MiB the writer has not acknowledged
+        ids = await written_scans(server.url, client, 2, 60)
+        used = int((await client.info("memory"))["used_memory"])
+        guard = MemoryGuard(client, threshold=0.8, max_bytes=int(used / 0.85))
+        status = await guard.check()
+        assert status.state == "ok", status
+        gone = [not await client.exists(f"blissng:scan:{i}") for i in ids]
+        assert gone[0] and not gone[-1]  # the oldest went, the newest stay
+        assert gone == sorted(gone, reverse=True)  # oldest first
+        entries = await client.xrange(unwritten.stream_keys["spectrum"])
+        assert sum(int(f[b"n"]) for _, f in entries[:-1]) == ROWS  # unwritten: untouched
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_scan_starting_in_a_nearly_full_redis_frees_what_is_written(tmp_path):
+    """Scans come faster than the guard looks: a scan that finds Redis above 95 % trims what
+    is written itself instead of being refused."""
+    server = start_one("data", tmp_path / "redis", persistent=False)
+    client = aredis.Redis.from_url(server.url)
+    try:
+        written = await fill(server.url, 1, 4)
+        await acknowledge(client, written.scan_id, {"spectrum": 4 * ROWS})
+        await mark_scan_written(client, written.scan_id)
+        used = int((await client.info("memory"))["used_memory"])
+        await client.config_set("maxmemory", int(used / 0.97))  # 97 % used, no guard ran
+        await check_can_start_scan(client)
+        assert await client.xlen(written.stream_keys["spectrum"]) == 1  # trimmed to its seal
     finally:
         await client.aclose()
         server.stop()
@@ -227,11 +287,12 @@ async def test_memory_guard_runs_as_a_task(redis_urls):
 
 async def test_a_scan_id_is_unique(redis_urls):
     document = doc(5)
-    async with ScanPublisher(redis_urls.data, document, [ChannelSpec("x", "float64")]) as pub:
+    channels = [Channel(ChannelSpec("x", "float64"))]
+    async with ScanPublisher(redis_urls.data, document, channels) as pub:
         await pub.close()
     again = ScanDocument(session="demo", number=5, name="ascan", id=document.id)
     with pytest.raises(DataPublishError, match="already exists"):
-        async with ScanPublisher(redis_urls.data, again, [ChannelSpec("x", "float64")]):
+        async with ScanPublisher(redis_urls.data, again, [Channel(ChannelSpec("x", "float64"))]):
             pass
 
 

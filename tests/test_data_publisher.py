@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
-from blissng.acquisition.channels import REFERENCE_DTYPE, Channel, ChannelSpec
+from blissng.acquisition import REFERENCE_DTYPE, Channel, ChannelSpec
 from blissng.data import DataPublishError, PublisherOptions, ScanDocument, ScanPublisher
 
 pytestmark = pytest.mark.anyio
@@ -242,7 +242,7 @@ async def test_abort_and_failure_close_the_scan(redis_urls):
 
 async def test_bad_emits_are_clear_errors(redis_urls):
     spec = ChannelSpec("m1", "float64")
-    async with ScanPublisher(redis_urls.data, make_document(), [spec]) as pub:
+    async with ScanPublisher(redis_urls.data, make_document(), [Channel(spec)]) as pub:
         with pytest.raises(DataPublishError, match="expected 0"):
             await pub.put(spec, 5, np.zeros(1))
         with pytest.raises(DataPublishError, match="not declared"):
@@ -276,3 +276,23 @@ async def test_backpressure_bounds_the_buffer(redis_urls):
         await client.aclose()
     assert seal == 100
     np.testing.assert_array_equal(data[:, 0], np.arange(100))
+
+
+async def test_leaving_the_block_does_not_wait_for_the_next_acknowledgement_round(redis_urls):
+    """Points pouring in until close(): the flush task, caught in its pacing sleep when the
+    block is left, must see it then, not at its next round (ack_interval later)."""
+    options = PublisherOptions(ack_interval=60.0)
+    channels = [Channel(ChannelSpec(f"c{i}", "float64")) for i in range(10)]
+    with anyio.fail_after(30):
+        for number in range(3):
+            async with ScanPublisher(
+                redis_urls.data, make_document(number=number), channels, options=options
+            ) as pub:
+                for _ in range(2000):
+                    for channel in channels:
+                        await channel.emit(1.5)
+                    await anyio.lowlevel.checkpoint()
+                for channel in channels:
+                    await channel.end()
+                await pub.close()
+            channels = [Channel(channel.spec) for channel in channels]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 from blissng.data import (
     DataGone,
     DataStore,
@@ -44,6 +44,27 @@ async def publish(url: str, values: dict[str, np.ndarray], step: int = 4, **doc_
             await pub.flushed()
         await pub.close()
     return pub
+
+
+class FileReader:
+    """A file fallback in memory: what the writer's file of one scan would hold."""
+
+    def __init__(self, document, values: dict[str, np.ndarray]) -> None:
+        self.document = document
+        self.values = values
+        self.calls: list[tuple] = []
+
+    async def scan_document(self, scan_id):
+        return self.document if scan_id == self.document["id"] else None
+
+    async def read(self, document, channel, start, stop):
+        self.calls.append((document["id"], channel, start, stop))
+        if document["id"] != self.document["id"] or stop > len(self.values[channel]):
+            return None
+        return self.values[channel][start:stop]
+
+    async def length(self, document, channel):
+        return len(self.values[channel]) if document["id"] == self.document["id"] else None
 
 
 async def test_random_access(redis_urls):
@@ -119,18 +140,7 @@ async def test_trimmed_and_expired_data_is_gone_unless_a_file_has_it(redis_urls)
                 await cursor.read(timeout=1)
 
             # A file reader (the writer registers one) fills in what Redis lost.
-            class FileReader:
-                def __init__(self) -> None:
-                    self.calls: list[tuple] = []
-
-                async def scan_document(self, scan_id):
-                    return scan.document if scan_id == scan.id else None
-
-                async def read(self, document, channel, start, stop):
-                    self.calls.append((document["id"], channel, start, stop))
-                    return values[channel][start:stop]
-
-            reader = FileReader()
+            reader = FileReader(scan.document, values)
             register_fallback(reader)
             try:
                 np.testing.assert_array_equal(await scan["x"][15:25], values["x"][15:25])
@@ -347,3 +357,208 @@ async def test_random_slices_match_numpy(redis_urls):
         first = cursor.position
         got = [batch async for batch in cursor]
         np.testing.assert_array_equal(np.concatenate(got), reference[first:])
+
+
+async def trim_to_seal(client: aredis.Redis, key: str) -> None:
+    """What the memory guard does to a written scan: ``XTRIM key MINID <the seal's id>``."""
+    seal_id = (await client.xrevrange(key, "+", "-", count=1))[0][0]
+    await client.xtrim(key, minid=seal_id, approximate=False)
+
+
+async def read_to_the_end(cursor, rounds: int = 50) -> dict[str, np.ndarray]:
+    """Every point a ScanCursor returns until it is finished, in at most ``rounds`` reads: a
+    cursor that answers nothing forever fails the test instead of hanging it."""
+    got: dict[str, list[np.ndarray]] = {}
+    with anyio.fail_after(30):
+        for _ in range(rounds):
+            if cursor.finished:
+                break
+            for name, batch in (await cursor.read(timeout=1)).items():
+                got.setdefault(name, []).append(batch)
+    assert cursor.finished, f"not finished after {rounds} reads; positions {cursor.positions}"
+    with pytest.raises(EndOfData):
+        await cursor.read(timeout=1)
+    return {name: np.concatenate(parts) for name, parts in got.items()}
+
+
+async def read_channel_to_the_end(cursor, rounds: int = 50) -> np.ndarray:
+    """The same for a ChannelCursor: its points until EndOfData, in at most ``rounds`` reads."""
+    parts = []
+    with anyio.fail_after(30):
+        for _ in range(rounds):
+            try:
+                parts.append(await cursor.read(timeout=1))
+            except EndOfData:
+                return np.concatenate(parts) if parts else np.zeros(0)
+    raise AssertionError(f"no EndOfData after {rounds} reads (position {cursor.position})")
+
+
+async def test_a_stream_trimmed_to_its_seal_reads_from_the_file_and_ends(redis_urls):
+    """Issue 12, finding 1: cursors on a stream the memory guard trimmed to its seal returned
+    nothing at once, forever, without yielding to the loop."""
+    values = {"x": np.arange(100.0)}
+    pub = await publish(redis_urls.data, values, step=10)
+    key = pub.stream_keys["x"]
+    client = aredis.Redis.from_url(redis_urls.data)
+    try:
+        await trim_to_seal(client, key)
+        assert await client.xrange(key) == [(b"100-1", {b"end": b"100"})]
+    finally:
+        await client.aclose()
+    async with DataStore(redis_urls.data) as store:
+        scan = await store.get_scan(pub.scan_id)
+        x = scan["x"]
+        assert await x.length() == 100 and await x.sealed()
+        # No file: every read says the points are gone (never an empty answer forever).
+        cursor, channel_cursor = scan.cursor(), x.cursor()
+        with anyio.fail_after(10):
+            for _ in range(3):
+                with pytest.raises(DataGone, match="trimmed"):
+                    await cursor.read(timeout=1)
+                with pytest.raises(DataGone, match="trimmed"):
+                    await channel_cursor.read(timeout=1)
+        assert not cursor.finished
+        with pytest.raises(DataGone):
+            await x.get(0)
+        reader = FileReader(scan.document, values)
+        register_fallback(reader)
+        try:
+            # The same cursors now read the file, then end.
+            np.testing.assert_array_equal((await read_to_the_end(cursor))["x"], values["x"])
+            np.testing.assert_array_equal(
+                await read_channel_to_the_end(channel_cursor), values["x"]
+            )
+            np.testing.assert_array_equal(
+                await read_channel_to_the_end(x.cursor(start=60)), values["x"][60:]
+            )
+            assert len(await read_channel_to_the_end(x.cursor(start=100))) == 0
+            # Random access: from the file, cut at the seal, EndOfData past it.
+            np.testing.assert_array_equal(await x.get(0), values["x"])
+            assert await x[5] == 5.0 and await x[-1] == 99.0
+            np.testing.assert_array_equal(await x[90:200], values["x"][90:])
+            np.testing.assert_array_equal(await x[::25], values["x"][::25])
+            with pytest.raises(EndOfData, match="100 points"):
+                await x[100]
+            with pytest.raises(EndOfData):
+                await x.get(100, 120)
+        finally:
+            unregister_fallback(reader)
+
+
+async def test_a_channel_without_points_is_its_seal_alone(redis_urls):
+    channel = Channel(ChannelSpec("x", "float64"))
+    async with ScanPublisher(redis_urls.data, doc(), [channel]) as pub:
+        await channel.end()
+        await pub.close()
+    async with DataStore(redis_urls.data) as store:
+        scan = await store.get_scan(pub.scan_id)
+        x = scan["x"]
+        assert await x.length() == 0 and await x.sealed()
+        assert (await x.get(0)).shape == (0,)
+        assert (await x[:]).shape == (0,)
+        with pytest.raises(EndOfData):
+            await x[0]
+        assert await read_to_the_end(scan.cursor()) == {}
+        assert len(await read_channel_to_the_end(x.cursor())) == 0
+
+
+async def test_a_live_stream_trimmed_at_its_start_reads_the_gap_from_the_file(redis_urls):
+    """The publisher trims what the writer acknowledged while the scan runs: a reader that
+    starts late reads the trimmed points from the file, the rest from Redis, live."""
+    channel = Channel(ChannelSpec("x", "float64"))
+    values = {"x": np.arange(60.0)}
+    client = aredis.Redis.from_url(redis_urls.data)
+    async with DataStore(redis_urls.data) as store:
+        async with ScanPublisher(redis_urls.data, doc(), [channel]) as pub:
+            for start in range(0, 40, 5):
+                await channel.emit(values["x"][start : start + 5])
+                await pub.flushed()
+            await client.xtrim(pub.stream_keys["x"], minid="20-1", approximate=False)
+            scan = await store.get_scan(pub.scan_id)
+            reader = FileReader(scan.document, values)
+            register_fallback(reader)
+            try:
+                cursor, channel_cursor = scan.cursor(), scan["x"].cursor()
+                with anyio.fail_after(10):
+                    first = await cursor.read(timeout=5)
+                    np.testing.assert_array_equal(first["x"], values["x"][:40])
+                    np.testing.assert_array_equal(
+                        await channel_cursor.read(timeout=5), values["x"][:40]
+                    )
+                    np.testing.assert_array_equal(await scan["x"][10:30], values["x"][10:30])
+                    assert await scan["x"].length() == 40
+                    empty = await cursor.read(timeout=0.05)  # nothing new yet
+                    assert empty == {} and not cursor.finished
+                await channel.emit(values["x"][40:])
+                await pub.close()
+                rest = await read_to_the_end(cursor)
+                np.testing.assert_array_equal(rest["x"], values["x"][40:])
+                np.testing.assert_array_equal(
+                    await read_channel_to_the_end(channel_cursor), values["x"][40:]
+                )
+            finally:
+                unregister_fallback(reader)
+    await client.aclose()
+
+
+async def test_every_read_path_of_an_expired_scan_reads_the_file(redis_urls):
+    """Issue 12, finding 2: once a scan's keys expired, ``length()`` and ``get(start)`` raised
+    DataGone instead of reading the file (``get(0, 10)`` worked)."""
+    values = {"x": np.arange(40.0), "s": np.arange(80, dtype="<i4").reshape(40, 2)}
+    pub = await publish(redis_urls.data, values, step=7)
+    client = aredis.Redis.from_url(redis_urls.data)
+    async with DataStore(redis_urls.data, reconnect_timeout=0.5) as store:
+        before = await store.get_scan(pub.scan_id)  # a view taken while it was in Redis
+        keys = [k async for k in client.scan_iter(match=f"{pub.key}*")]
+        await client.delete(*keys)  # as when the TTL runs out
+        await client.aclose()
+        # No file knows it: every path says it is gone.
+        with pytest.raises(DataGone, match="expired"):
+            await before["x"].length()
+        with pytest.raises(DataGone, match="expired"):
+            await before["x"].get(0)
+        with anyio.fail_after(20), pytest.raises(DataGone, match="expired"):
+            for _ in range(20):  # within reconnect_timeout a restart may still bring it back
+                await before.cursor().read(timeout=0.2)
+        reader = FileReader(before.document, values)
+        register_fallback(reader)
+        try:
+            after = await store.get_scan(pub.scan_id)
+            assert after.expired
+            for scan in (before, after):
+                x, s = scan["x"], scan["s"]
+                assert await x.length() == 40 and await x.sealed()
+                np.testing.assert_array_equal(await x.get(0), values["x"])
+                np.testing.assert_array_equal(await s.get(0), values["s"])
+                np.testing.assert_array_equal(await x.get(30, 100), values["x"][30:])
+                np.testing.assert_array_equal(await x[-3:], values["x"][-3:])
+                np.testing.assert_array_equal(await x[:], values["x"])
+                np.testing.assert_array_equal(await s[-1], values["s"][-1])
+                with pytest.raises(EndOfData, match="40 points"):
+                    await x[40]
+                got = await read_to_the_end(scan.cursor())
+                np.testing.assert_array_equal(got["x"], values["x"])
+                np.testing.assert_array_equal(got["s"], values["s"])
+                np.testing.assert_array_equal(
+                    await read_channel_to_the_end(x.cursor(start=12)), values["x"][12:]
+                )
+        finally:
+            unregister_fallback(reader)
+
+
+async def test_a_cursor_reads_a_long_stream_in_bounded_steps(redis_urls):
+    """``read(count=N)``: at most N stream entries (batches) per channel in one XREAD."""
+    values = {"x": np.arange(100, dtype="<f8"), "y": np.arange(100, dtype="<f8") * 2}
+    pub = await publish(redis_urls.data, values, step=10)  # 10 entries per channel
+    async with DataStore(redis_urls.data) as store:
+        scan = await store.get_scan(pub.scan_id)
+        cursor = scan.cursor(["x", "y"])
+        sizes = []
+        while not cursor.finished:
+            update = await cursor.read(timeout=1.0, count=3)
+            if update:
+                assert len(update["x"]) == len(update["y"]) <= 30  # 3 entries of 10
+                sizes.append(len(update["x"]))
+        assert sum(sizes) == 100 and len(sizes) >= 4
+        channel = scan["x"].cursor()
+        assert len(await channel.read(timeout=1.0, count=2)) == 20

@@ -19,15 +19,15 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 from blissng.data import (
     DataPublishError,
     PublisherOptions,
     ScanPublisher,
     acknowledge,
 )
-from blissng.redisdb.server import RedisProcess, start_one
-from waiting import wait_until
+from blissng.redisdb import RedisProcess, start_one
+from blissng.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -223,7 +223,8 @@ async def test_no_redis_at_all_fails_at_creation(tmp_path):
     options = PublisherOptions(redis_timeout=0.5)
     with anyio.fail_after(10):
         with pytest.raises(DataPublishError, match="nothing.sock"):
-            async with ScanPublisher(url, DOC, [ChannelSpec("c", "float64")], options=options):
+            channels = [Channel(ChannelSpec("c", "float64"))]
+            async with ScanPublisher(url, DOC, channels, options=options):
                 pass
 
 

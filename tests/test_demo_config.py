@@ -11,17 +11,17 @@ import pytest
 
 import blissng.demo as demo
 from blissng.config import Config
-from blissng.devices.axis import Axis
-from blissng.devices.errors import DeviceError
-from blissng.devices.protocols import (
+from blissng.devices import (
     Acquirable,
     AcquisitionParameters,
+    Axis,
+    DeviceError,
     Movable,
     TriggerMode,
     TriggerSource,
 )
-from blissng.sim.addresses import resolve_address
-from waiting import wait_frames_accounted
+from blissng.sim import resolve_address
+from blissng.testing import wait_frames_accounted
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +130,17 @@ async def test_hardware_triggered_detectors_of_the_demo(config, tmp_path: Path):
     assert spectra["spectrum"].shape == (counts["mca"][0], 1024)
     assert list(refs["index"]) == list(range(counts["camera"][0]))
     assert bytes(refs[0]["file"]).decode().startswith(str(tmp_path))
+
+
+async def test_control_system_devices_of_the_demo(config, epics_ioc):
+    """The Tango and EPICS objects of control_systems.yml on the demo's simulated servers."""
+    tm1, em1 = config.get("tm1"), config.get("em1")
+    await tm1.move(1.0)
+    await em1.move(1.0)
+    tango = await config.get("tcount").count(0)
+    epics = await config.get("ecount").count(0)
+    assert tango["tcounts"] == pytest.approx(1010, rel=0.1)  # both peak at their motor = 1
+    assert epics["edet"] == pytest.approx(1010, rel=0.1)
+    assert tango["tspectrum"].shape == epics["espectrum"].shape == (256,)
+    await tm1.move(0)
+    await em1.move(0)

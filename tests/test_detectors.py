@@ -10,19 +10,25 @@ import numpy as np
 import pytest
 
 from blissng.comm import CommTimeout
-from blissng.devices.errors import AcquisitionError, DeviceError
-from blissng.devices.protocols import (
+from blissng.devices import (
+    FRAME_REFERENCE_DTYPE,
     Acquirable,
     AcquisitionParameters,
+    DetectorError,
+    DeviceError,
     TriggerMode,
     TriggerSource,
 )
-from blissng.devices.triggered import FRAME_REFERENCE_DTYPE
-from blissng.sim.detectors import SimCamera, SimMca, SimTcpScaler
-from blissng.sim.serial_motors import SimSerialMotorController
-from blissng.sim.streaming import SimBadDevice, SimGoodDevice
-from blissng.sim.trigger import SimTriggerBox
-from waiting import wait_frames_accounted
+from blissng.sim import (
+    SimBadDevice,
+    SimCamera,
+    SimGoodDevice,
+    SimMca,
+    SimSerialMotorController,
+    SimTcpScaler,
+    SimTriggerBox,
+)
+from blissng.testing import wait_frames_accounted
 
 pytestmark = pytest.mark.anyio
 
@@ -176,7 +182,7 @@ async def test_missing_frames_are_an_error_naming_the_device(devices):
     mca.frame_timeout = 0.2
     await mca.prepare(AcquisitionParameters(0.01, 2, TriggerMode.HARDWARE))
     await mca.start()
-    with pytest.raises(AcquisitionError, match=r"mca: has 0 frame\(s\) of 2 expected"):
+    with pytest.raises(DetectorError, match=r"mca: has 0 frame\(s\) of 2 expected"):
         await mca.wait_frames(2)  # no trigger box pulses
     await mca.stop()
 
@@ -220,7 +226,7 @@ async def test_a_cancelled_request_never_leaves_its_reply_to_the_next_one(sims, 
 
 
 async def test_scaler_rates_as_sampling_counters_over_tcp(sims):
-    from blissng.sim.detectors import SimScalerRates
+    from blissng.sim import SimScalerRates
 
     rates = build(
         SimScalerRates, "scaler", sims, sampling_period=0.005,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from blissng.config import Config, ConfigError
-from blissng.devices.axis import Axis
-from blissng.devices.calc import CalcAxis
-from blissng.devices.counters import CalcCounterController, Counter
-from blissng.devices.errors import LimitError
-from blissng.devices.protocols import Acquirable, Movable
-from blissng.redisdb import async_client
-from blissng.redisdb.settings import SettingsStore
+from blissng.devices import (
+    Acquirable,
+    Axis,
+    CalcAxis,
+    CalcCounterController,
+    Counter,
+    LimitError,
+    Movable,
+)
+from blissng.redisdb import SettingsStore, async_client
 
 pytestmark = pytest.mark.anyio
 
@@ -171,8 +174,7 @@ async def test_axis_settings_through_the_config_context(write_config, config_dir
 
 
 async def test_group_of_calculated_and_real_axes(write_config, config_dir):
-    from blissng.devices.errors import DeviceError
-    from blissng.devices.group import Group
+    from blissng.devices import DeviceError, Group
 
     write_config("motors.yml", MOTORS)
     config = Config(config_dir)
@@ -187,3 +189,69 @@ async def test_group_of_calculated_and_real_axes(write_config, config_dir):
     with pytest.raises(LimitError, match="m1: move to 30 refused"):
         await group.move({gap: 1, m1: 30})
     assert gap.position == 2  # nothing moved
+
+
+@pytest.mark.parametrize("first", ["m2", "motors"])
+def test_a_bad_axis_costs_that_axis_alone(write_config, config_dir, first):
+    """Issue 13, finding 10: one bad axis field dropped every axis of its controller (and
+    every counter, slit and group that used one)."""
+    write_config(
+        "motors.yml",
+        """
+        - name: motors
+          class: MockupController
+          instant: true
+          axes:
+            - {name: m1}
+            - name: m2
+              velocity: fast
+              acceleration: [1]
+            - name: m3
+              unknown_field: 1
+            - name: m4
+        - name: sim
+          class: SimCounterController
+          counters:
+            - name: diode
+              motor: $m1
+            - name: lost
+              motor: $m9
+        """,
+    )
+    config = Config(config_dir)
+    if first == "m2":  # a bad child asked first, or its controller: the same outcome
+        with pytest.raises(ConfigError) as caught:
+            config.get("m2")
+    else:
+        assert set(config.get("motors").axes) == {"m1", "m4"}
+    config.build_all()
+    assert sorted(config.built()) == ["diode", "m1", "m4", "motors", "sim"]
+    assert set(config.get("motors").axes) == {"m1", "m4"}
+    by_object = {error.object: error for error in config.errors}
+    assert sorted(by_object) == ["lost", "m2", "m3"]
+    m2 = by_object["m2"]
+    assert (m2.file.name, m2.line, m2.field) == ("motors.yml", 7, "velocity")
+    assert "(got 'fast')" in m2.problem and "also field 'acceleration' (line 8)" in m2.problem
+    assert m2.problem.endswith("('motors' is loaded without it)")
+    assert (by_object["m3"].line, by_object["m3"].field) == (10, "unknown_field")
+    lost = by_object["lost"]
+    assert (lost.line, lost.field) == (18, "motor") and "'$m9' names no object" in lost.problem
+    if first == "m2":
+        assert caught.value is m2
+
+
+def test_an_error_in_the_controller_itself_still_fails_it(write_config, config_dir):
+    write_config(
+        "motors.yml",
+        """
+        - {name: motors, class: MockupController, instant: maybe, axes: [{name: m1,
+           velocity: fast}]}
+        """,
+    )
+    config = Config(config_dir)
+    with pytest.raises(
+        ConfigError, match=r"'motors', field 'axes\[0\]\.velocity'.*also field 'instant'"
+    ):
+        config.get("motors")
+    with pytest.raises(ConfigError, match="its parent 'motors' cannot be built"):
+        config.get("m1")

@@ -26,13 +26,13 @@ from blissng.acquisition import (
     ChannelSpec,
     SoftwareTimerMaster,
     TriggerType,
+    decode_in_thread,
+    warm_decode_threads,
 )
-from blissng.acquisition.decoding import decode_in_thread, warm_decode_threads
 from blissng.comm import CommTimeout
 from blissng.health import LoopMonitor
-from blissng.sim.detectors import SimAddress
-from blissng.sim.streaming import SimBadDevice, SimGoodDevice
-from sinks import RecordingSink, subscribe
+from blissng.sim import SimAddress, SimBadDevice, SimGoodDevice
+from blissng.testing import RecordingSink, subscribe
 
 pytestmark = pytest.mark.anyio
 

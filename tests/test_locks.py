@@ -9,9 +9,10 @@ import time
 
 import anyio
 import pytest
+import redis
 
 from blissng.locks import DeviceLocked, Holder, LockLost, LockManager, holding_as
-from blissng.redisdb.server import start_one
+from blissng.redisdb import start_one
 
 pytestmark = pytest.mark.anyio
 
@@ -113,6 +114,48 @@ async def test_redis_lease_visible_to_another_manager(redis_urls):
             with holding_as(BOB), pytest.raises(DeviceLocked, match="session 'alice'"):
                 async with bob_side.lock("m1"):
                     pass
+    with holding_as(BOB):
+        async with bob_side.lock("m1"):
+            pass
+
+
+async def test_a_lease_renewed_late_and_taken_by_nobody_is_held_again(redis_urls, caplog):
+    """A loop busy for longer than the lease (a loaded machine) renews late: the lease had
+    expired, nobody took it, the holder keeps its lock and its scan (with a warning)."""
+    alice_side = LockManager(redis_urls.settings, lease_time=0.4)
+    bob_side = LockManager(redis_urls.settings, lease_time=0.4)
+    with holding_as(ALICE):
+        async with alice_side.lock("m1"):
+            time.sleep(1.0)  # the loop is busy: no renewal for 2.5 leases
+            await anyio.sleep(0.4)  # the renewal runs, late
+            with holding_as(BOB), pytest.raises(DeviceLocked, match="session 'alice'"):
+                async with bob_side.lock("m1"):
+                    pass
+    assert "lease of m1 renewed" in caplog.text and "nobody took it" in caplog.text
+
+
+async def test_a_lease_taken_while_its_holder_was_late_aborts_the_holder(redis_urls):
+    alice_side = LockManager(redis_urls.settings, lease_time=0.4)
+    other_process = redis.Redis.from_url(redis_urls.settings)
+    try:
+        with holding_as(ALICE), pytest.raises(LockLost, match="taken or forced open"):
+            async with alice_side.lock("m1"):
+                time.sleep(1.0)  # the lease expires; another process takes the device
+                assert other_process.set("lock:m1", '{"session": "bob"}', nx=True, px=5000)
+                with anyio.fail_after(5):
+                    await anyio.sleep_forever()  # aborted at the next renewal
+    finally:
+        other_process.close()
+
+
+async def test_a_lock_forced_open_from_another_process_aborts_its_holder(redis_urls):
+    alice_side = LockManager(redis_urls.settings, lease_time=0.4)
+    bob_side = LockManager(redis_urls.settings, lease_time=0.4)
+    with holding_as(ALICE), pytest.raises(LockLost, match="forced open"):
+        async with alice_side.lock("m1"):
+            assert await bob_side.force_unlock("m1", "stuck console")
+            with anyio.fail_after(5):
+                await anyio.sleep_forever()  # aborted at the next renewal, not given it back
     with holding_as(BOB):
         async with bob_side.lock("m1"):
             pass

@@ -11,12 +11,23 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from blissng.devices.errors import LimitError
-from blissng.scans import ScanContext, mv, mvr, umv, umvr, use_context, wa, wm
-from blissng.scans.motor_commands import MotorCommandError
-from blissng.sim.motors import MockupController
+from blissng.comm import CommunicationError
+from blissng.devices import LimitError
+from blissng.scans import (
+    MotorCommandError,
+    ScanContext,
+    mv,
+    mvr,
+    umv,
+    umvr,
+    use_context,
+    wa,
+    wm,
+    wu,
+)
+from blissng.sim import MockupController
+from blissng.testing import wait_until
 from test_scans import DeadMotor
-from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -76,6 +87,24 @@ async def test_umv_prints_positions_while_moving(ctx) -> None:
     assert m1.position == 1
 
 
+class GoneMotor(DeadMotor):
+    """A motor whose controller's process was killed: every call fails at once."""
+
+    name = "gone"
+
+    async def move(self, target: float, wait: bool = True) -> None:
+        raise CommunicationError("motors", "cannot connect to serial:///dev/ttyS0")
+
+    async def read_position(self) -> float:
+        raise CommunicationError("motors", "cannot connect to serial:///dev/ttyS0")
+
+
+async def test_umv_of_a_motor_whose_device_is_gone_says_why(ctx) -> None:
+    """It said "ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)"."""
+    with pytest.raises(CommunicationError, match="device 'motors': cannot connect"):
+        await umv(GoneMotor(), 1)
+
+
 async def test_cancelling_umv_stops_the_motors(ctx) -> None:
     ctl = controller(instant=False, velocity=2.0)
     m1, m2 = ctl.child("m1"), ctl.child("m2")
@@ -98,8 +127,16 @@ async def test_wa_lists_every_motor_and_survives_a_dead_one(ctx) -> None:
     assert positions["m1"] == 1.5 and positions["m2"] == 1.0
     assert isinstance(positions["dead"], TimeoutError)
     lines = ctx.output.getvalue().splitlines()
-    assert lines[1].split() == ["m1", "dead", "m2"]
-    assert lines[2].split() == ["1.5000", "!ERR", "1.0000"]
+    assert lines[:2] == ["Current Positions: user", "                   dial"]
+    assert lines[3].split() == ["m1[mm]", "dead", "m2"]  # units, as BLISS shows them
+    assert lines[5].split() == ["1.5000", "!ERR", "1.0000"]  # user
+    assert lines[6].split() == ["1.5000", "!ERR", "0.0000"]  # dial (m2: offset 1)
+    assert "!ERR dead: " in lines[7]  # why, under the table
+    ctx.output.seek(0)
+    ctx.output.truncate()
+    await wu()  # user positions only
+    lines = ctx.output.getvalue().splitlines()
+    assert lines[0] == "Current Positions: user" and len(lines) == 6
 
 
 async def test_wm_shows_user_dial_limits_and_offset(ctx) -> None:

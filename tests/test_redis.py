@@ -15,8 +15,15 @@ import psutil
 import pytest
 import redis
 
-from blissng.redisdb import RedisError, find_redis_server, redis_stack, start_redis
-from blissng.redisdb.server import MIN_VERSION, redis_version, url_with_db
+from blissng.redisdb import (
+    MIN_VERSION,
+    RedisUnavailable,
+    find_redis_server,
+    redis_stack,
+    redis_version,
+    start_redis,
+    url_with_db,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,7 +122,7 @@ def test_old_redis_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("BLISSNG_REDIS_SERVER", str(fake))
     monkeypatch.delenv("BLISSNG_REDIS_URL", raising=False)
     assert find_redis_server() == fake
-    with pytest.raises(RedisError, match=r"is Redis 5\.0\.7; blissng needs Redis >= 6\.2"):
+    with pytest.raises(RedisUnavailable, match=r"is Redis 5\.0\.7; blissng needs Redis >= 6\.2"):
         start_redis(tmp_path / "state")
     assert not (tmp_path / "state" / "settings" / "redis.pid").exists()
 
@@ -123,13 +130,13 @@ def test_old_redis_is_refused(tmp_path, monkeypatch):
 def test_binary_without_a_version_is_refused(tmp_path, monkeypatch):
     fake = fake_redis_server(tmp_path, "hello")
     monkeypatch.setenv("BLISSNG_REDIS_SERVER", str(fake))
-    with pytest.raises(RedisError, match="did not report a version"):
+    with pytest.raises(RedisUnavailable, match="did not report a version"):
         start_redis(tmp_path / "state", url=None)
 
 
 def test_explicit_binary_must_be_executable(tmp_path, monkeypatch):
     monkeypatch.setenv("BLISSNG_REDIS_SERVER", str(tmp_path / "missing"))
-    with pytest.raises(RedisError, match="is not an executable file"):
+    with pytest.raises(RedisUnavailable, match="is not an executable file"):
         find_redis_server()
 
 
@@ -257,12 +264,12 @@ def test_external_redis_from_the_environment(redis_stack, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("url", ["unix:///nonexistent/blissng/redis.sock", "redis://127.0.0.1:1/0"])
 def test_unreachable_url_is_a_clear_error(tmp_path, url):
-    with pytest.raises(RedisError, match=f"cannot reach Redis at {url}: "):
+    with pytest.raises(RedisUnavailable, match=f"cannot reach Redis at {url}: "):
         start_redis(tmp_path / "state", url=url)
 
 
 def test_a_redis_url_that_is_not_redis(tmp_path):
-    with pytest.raises(RedisError, match="cannot reach Redis at nonsense"):
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis at nonsense"):
         start_redis(tmp_path / "state", url="nonsense://x")
 
 
@@ -270,7 +277,7 @@ def test_a_state_directory_serves_one_process_at_a_time(tmp_path):
     state = tmp_path / "state"
     with redis_stack(state) as first:
         expected = f"state directory {state} is in use by another blissng process"
-        with pytest.raises(RedisError, match=expected) as refused:
+        with pytest.raises(RedisUnavailable, match=expected) as refused:
             start_redis(state)
         assert f"(pid {os.getpid()})" in str(refused.value)
         assert ping(first.urls.settings)  # the refused start did not touch the running one
@@ -287,7 +294,9 @@ def test_a_server_that_dies_at_start_is_reported_and_nothing_is_left(tmp_path, m
     script.chmod(0o755)
     monkeypatch.setenv("BLISSNG_REDIS_SERVER", str(script))
     state = tmp_path / "state"
-    with pytest.raises(RedisError, match=r"redis-server \(settings\) exited at start with code 3"):
+    with pytest.raises(
+        RedisUnavailable, match=r"redis-server \(settings\) exited at start with code 3"
+    ):
         start_redis(state)
     monkeypatch.delenv("BLISSNG_REDIS_SERVER")
     with redis_stack(state) as stack:  # the lock was released, the pid files are gone
@@ -297,7 +306,7 @@ def test_a_server_that_dies_at_start_is_reported_and_nothing_is_left(tmp_path, m
 def test_fixtures_ignore_the_environment(tmp_path, monkeypatch):
     """The pytest plugin's servers never follow BLISSNG_REDIS_URL (tests flush databases)."""
     monkeypatch.setenv("BLISSNG_REDIS_URL", "redis://127.0.0.1:1/0")
-    with pytest.raises(RedisError, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
         start_redis(tmp_path / "a")
     stack = start_redis(tmp_path / "b", environment=False)
     try:

@@ -11,10 +11,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans.fs import FileSystemTimeout, fs_call
-from blissng.scans.scan_saving import ScanSaving, ScanSavingError
+from blissng.redisdb import RedisUrls, SettingsStore, async_client
+from blissng.scans import FileSystemTimeout, ScanSaving, ScanSavingError
+from blissng.scans._fs import fs_call
 
 pytestmark = pytest.mark.anyio
 

@@ -16,11 +16,13 @@ import anyio.to_thread
 import numpy as np
 import pytest
 
-from blissng.acquisition import AcquisitionError, PauseCondition, ScanAborted, ScanState
+from blissng.acquisition import AcquisitionError, PauseCondition, ScanState
+from blissng.errors import Aborted
 from blissng.scans import (
     MeasurementGroup,
     ScanArgumentError,
     ScanContext,
+    ScanEvent,
     a2scan,
     amesh,
     anscan,
@@ -34,7 +36,6 @@ from blissng.scans import (
     dscan,
     goto_cen,
     goto_peak,
-    hooks,
     lookupscan,
     loopscan,
     peak,
@@ -43,9 +44,8 @@ from blissng.scans import (
     timescan,
     use_context,
 )
-from blissng.sim.counters import SimCounterController
-from blissng.sim.motors import MockupController
-from waiting import wait_until
+from blissng.sim import MockupController, SimCounterController
+from blissng.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -203,7 +203,7 @@ async def test_counting_commands(dev, ctx) -> None:
 
 
 async def _run_expecting_abort(scan: Any) -> None:
-    with pytest.raises(ScanAborted):
+    with pytest.raises(Aborted):
         await scan.run()
 
 
@@ -374,18 +374,18 @@ async def test_position_snapshot_survives_a_dead_controller(dev, ctx) -> None:
 
 
 async def test_hooks_see_start_end_and_the_workflow_keyword(dev, ctx) -> None:
-    events: list[hooks.ScanEvent] = []
+    events: list[ScanEvent] = []
 
-    async def on_end(event: hooks.ScanEvent) -> None:
+    async def on_end(event: ScanEvent) -> None:
         events.append(event)
 
-    def broken(event: hooks.ScanEvent) -> None:
+    def broken(event: ScanEvent) -> None:
         raise RuntimeError("hook bug")
 
     removers = [
-        hooks.add_scan_start_hook(events.append),
-        hooks.add_scan_end_hook(on_end),
-        hooks.add_scan_end_hook(broken),
+        ctx.hooks.add_scan_start_hook(events.append),
+        ctx.hooks.add_scan_end_hook(on_end),
+        ctx.hooks.add_scan_end_hook(broken),
     ]
     try:
         scan = await ascan(dev.m1, 0, 1, 1, 0, dev.sim, workflow="fit.json")

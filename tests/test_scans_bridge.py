@@ -3,20 +3,22 @@ worker thread; cancellation of the thread's host cancels the command."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from blissng.scans.bridge import (
+from blissng.errors import Aborted
+from blissng.scans import (
     CommandCalledWithoutLoop,
-    CommandCancelled,
+    ScanContext,
     command,
-    forget_event_loop,
-    use_event_loop,
+    current_context,
+    use_context,
 )
-from blissng.scans.context import ScanContext, current_context, use_context
 
 pytestmark = pytest.mark.anyio
 
@@ -66,28 +68,64 @@ async def test_cancelling_the_worker_cancels_the_command() -> None:
         tg.cancel_scope.cancel()
     with anyio.fail_after(5):
         await finished_cleanup.wait()
-    assert outcome and isinstance(outcome[0], CommandCancelled)
+    assert outcome and isinstance(outcome[0], Aborted)
 
 
-async def test_foreign_thread_uses_the_registered_loop() -> None:
+async def test_foreign_thread_uses_the_loop_of_the_context_it_carries() -> None:
+    """A thread anyio did not start runs a command on the loop of the scan context it carries
+    (started with the command's context); without one it is told what to do."""
     results: list[object] = []
 
     def foreign() -> None:
         try:
             results.append(where_am_i(1)[0])
-        except Exception as exc:
+        except CommandCalledWithoutLoop as exc:
             results.append(exc)
 
-    use_event_loop()
-    try:
-        thread = threading.Thread(target=foreign)
+    with use_context(ScanContext(loop=anyio.lowlevel.current_token())):
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(foreign,))
         thread.start()
         await anyio.to_thread.run_sync(thread.join)
-    finally:
-        forget_event_loop()
-    assert results == [2]
+        bare = threading.Thread(target=foreign)  # no context: no loop to run on
+        bare.start()
+        await anyio.to_thread.run_sync(bare.join)
+    assert results[0] == 2
+    assert isinstance(results[1], CommandCalledWithoutLoop)
+    assert "copy_context().run" in str(results[1])
 
 
 def test_no_loop_at_all_says_what_to_do() -> None:
     with pytest.raises(CommandCalledWithoutLoop, match="await"):
         where_am_i(1)
+
+
+async def test_a_command_called_after_its_scope_was_cancelled_ends_at_once() -> None:
+    """Ctrl-C while the thread is on its way to a command: the command's coroutine joins an
+    already-cancelled scope; it must end at once, not wait for a cancellation anyio already
+    delivered (it used to spin on the loop for ever)."""
+    on_its_way = threading.Event()
+    go_on = threading.Event()
+    outcome: list[BaseException] = []
+
+    def user_code() -> None:
+        on_its_way.set()
+        go_on.wait(10)
+        try:
+            where_am_i(1)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    command_scope = anyio.CancelScope()
+
+    async def command() -> None:
+        with command_scope:
+            await anyio.to_thread.run_sync(user_code)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command)
+            await anyio.to_thread.run_sync(on_its_way.wait)
+            command_scope.cancel()
+            await anyio.wait_all_tasks_blocked()  # the cancellation was delivered
+            go_on.set()
+    assert outcome and isinstance(outcome[0], Aborted)

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from blissng.acquisition import ScanState
-from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans import MeasurementGroup, ScanContext, ascan, use_context
-from blissng.scans.counters import CounterSelectionError
-from blissng.scans.measurement_group import MeasurementGroupError
+from blissng.redisdb import RedisUrls, SettingsStore, async_client
+from blissng.scans import (
+    CounterSelectionError,
+    MeasurementGroup,
+    MeasurementGroupError,
+    ScanContext,
+    ascan,
+    use_context,
+)
 from test_scans import make_devices
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +85,30 @@ async def test_user_pause_holds_between_points_and_resume_goes_on() -> None:
             scan.resume()
         assert scan.state == "done"
         np.testing.assert_allclose(await scan.get_data("m1"), np.arange(6))
+
+
+async def test_counters_that_do_not_name_their_controller_are_read_by_the_one_listing_them() -> (
+    None
+):
+    """A minimal Acquirable of another library whose counters know no controller: a scan of
+    the controller, or of a measurement group of it, reads them through it. Nothing outside
+    the selection remembers the pair: the bare counter, given alone later, is refused the
+    same way whatever was counted before (it used to be found in a table keyed by id())."""
+    import io
+
+    from blissng.scans import ct
+    from test_acquisition_chain import CounterController
+
+    journal: list[str] = []
+    foreign = CounterController("foreign", journal)
+    with use_context(ScanContext(session="t", output=io.StringIO())):
+        scan = await ct(0.01, foreign)
+        data = await scan.get_data()
+        assert (data["foreign:c0"].tolist(), data["foreign:c1"].tolist()) == ([0.0], [1.0])
+        mg = MeasurementGroup("MG_FOREIGN", [foreign])
+        assert mg.available == ["c0", "c1"]
+        scan = await ct(0.01, mg)
+        assert (await scan.get_data())["foreign:c1"].tolist() == [11.0]
+        assert journal.count("foreign.read") >= 2
+        with pytest.raises(CounterSelectionError, match="'c0' has no controller to read it"):
+            await ct(0.01, foreign.counters[0])

@@ -15,9 +15,10 @@ import h5py
 import numpy as np
 import pytest
 
-from blissng.acquisition import ScanAborted
+from blissng.comm import register_simulators, unregister_simulators
 from blissng.config import Config
 from blissng.data import DataStore
+from blissng.errors import Aborted
 from blissng.redisdb import RedisUrls, async_client
 from blissng.scans import (
     ascan,
@@ -25,10 +26,8 @@ from blissng.scans import (
     read_scan_data,
     triggerscan,
 )
-from blissng.sim.addresses import register_simulators, unregister_simulators
-from blissng.sim.servers.launcher import SimHost, start_sim_host
-from blissng.sim.servers.presets import standard_spec
-from scan_context import redis_scan_context
+from blissng.sim import SimHost, standard_spec, start_sim_host
+from blissng.testing import redis_scan_context
 from test_scans import make_devices
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +90,14 @@ async def test_scan_is_published_and_read_back_like_any_client(ctx, redis_urls) 
         assert info["path"].endswith("lyso/lyso_0001/lyso_0001.h5")
         assert info["number"] == scan.number and info["npoints"] == 9
         assert info["metadata"]["entry"] == f"{scan.number}.1"
-        assert info["motors"] == [{"name": "m1", "start": 0.0, "stop": 4.0, "unit": None}]
+        assert info["motors"] == [
+            {"name": "m1", "start": 0.0, "stop": 4.0, "unit": None, "channel": "axis:m1"}
+        ]
+        # Each channel says whose values it holds and the name users know it by.
+        roles = {name: (ch["role"], ch["label"]) for name, ch in info["channels"].items()}
+        assert roles == {"axis:m1": ("axis", "m1"), "timer:elapsed_time": ("time", "elapsed_time"),
+                         "timer:epoch": ("time", "epoch"), "sim:diode": ("counter", "diode"),
+                         "sim:diode2": ("counter", "diode2")}  # fmt: skip
     # What another session sees equals what this one reads.
     mine = await scan.get_data()
     theirs = await read_scan_data(redis_urls.data, scan.scan_id)
@@ -136,7 +142,7 @@ async def test_cancelled_scan_is_marked_aborted_in_redis(ctx, redis_urls) -> Non
     # scan.abort() (a GUI's stop button) ends it the same way.
     scan = await ascan(dev.m1, 0, 1000, 1000, 0.01, dev.sim, run=False)
     scan.control.add_point_callback(lambda i, _: scan.abort() if i >= 1 else None)
-    with pytest.raises(ScanAborted):
+    with pytest.raises(Aborted):
         await scan.run()
     async with DataStore(async_client(redis_urls.data)) as store:
         view = await store.get_scan(scan.scan_id)
@@ -191,25 +197,24 @@ async def test_ascan_over_the_real_transports(ctx, sim_host, write_config, confi
 
 
 async def test_a_full_data_redis_refuses_new_scans_with_its_message(ctx, redis_urls) -> None:
-    from blissng.data import DataMemoryFull
-    from blissng.data.keys import MEMORY_STATUS
+    from blissng.data import DataMemoryFull, keys
 
     dev = make_devices()
     client = async_client(redis_urls.data)
     try:
         message = "Redis holds 900 MB of unwritten scans: start the writer"
-        await client.hset(MEMORY_STATUS, mapping={"state": "full", "message": message})
+        await client.hset(keys.MEMORY_STATUS, mapping={"state": "full", "message": message})
         with pytest.raises(DataMemoryFull, match="start the writer"):
             await ascan(dev.m1, 0, 1, 1, 0, dev.sim)
         assert ctx.get_last_scan() is None  # refused before it got a number
-        await client.hset(MEMORY_STATUS, mapping={"state": "ok", "message": ""})
+        await client.hset(keys.MEMORY_STATUS, mapping={"state": "ok", "message": ""})
         assert (await ascan(dev.m1, 0, 1, 1, 0, dev.sim)).number == 1
     finally:
         await client.aclose()
 
 
 async def test_another_session_displays_a_scan_live(ctx, redis_urls) -> None:
-    from blissng.scans.display import follow_scan
+    from blissng.scans import follow_scan
 
     dev = make_devices()
     scan = await ascan(dev.m1, 0, 1, 30, 0.002, dev.sim, run=False, display=False)

@@ -18,13 +18,11 @@ import psutil
 import pytest
 
 from blissng.config import Config
-from blissng.locks import DeviceLocked, Holder, LockLost, LockManager, holding_as, locks
-from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.server import start_one
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans.bridge import CommandCancelled
-from blissng.scans.clients import close_shared_clients
-from blissng.session.server import Server, ServerError
+from blissng.errors import Aborted
+from blissng.locks import DeviceLocked, Holder, LockLost, LockManager, holding_as
+from blissng.redisdb import RedisUrls, SettingsStore, async_client, start_one
+from blissng.scans import ScanContext, close_shared_clients, use_context
+from blissng.session import Server, ServerError, Session
 
 pytestmark = pytest.mark.anyio
 
@@ -105,7 +103,6 @@ async def server(beamline, settings, redis_urls, tmp_path) -> AsyncIterator[Serv
         config, redis_urls, state_dir=tmp_path / "state", writer=False, lease_time=LEASE
     ) as srv:
         yield srv
-    locks.configure(None)
 
 
 async def test_sessions_devices_and_background_from_the_configuration(server: Server) -> None:
@@ -162,7 +159,7 @@ async def test_same_motor_fails_fast_naming_the_holder(server: Server) -> None:
         await beta.execute("ascan(slow, 0, 1, 3, 0.01, simB)")
     assert beta.last_scan is None  # refused before it took a number or published anything
     cmd.cancel()
-    with pytest.raises(CommandCancelled):
+    with pytest.raises(Aborted):
         await cmd.wait()
     assert not slow.is_moving  # the cancelled move was stopped
 
@@ -187,12 +184,12 @@ async def test_same_motor_waits_when_asked(server: Server) -> None:
 HOLD_SCRIPT = textwrap.dedent(
     """
     import sys, anyio
-    from blissng.locks import Holder, holding_as, locks, device_lock
+    from blissng.locks import Holder, LockManager, holding_as
 
     async def main():
-        locks.configure(sys.argv[1], lease_time=float(sys.argv[2]))
+        locks = LockManager(sys.argv[1], lease_time=float(sys.argv[2]))
         with holding_as(Holder(session="script", console="tty1", command="align()")):
-            async with device_lock("m1"):
+            async with locks.lock("m1"):
                 print("held", flush=True)
                 await anyio.sleep_forever()
 
@@ -231,12 +228,12 @@ async def test_holder_losing_redis_aborts_its_move_and_stops_the_motor(beamline,
     redis = start_one("locks", tmp_path / "redis", persistent=False)
     config = Config(beamline)
     slow = config.get("slow")
-    locks.configure(redis.url, lease_time=LEASE)
+    context = ScanContext(session="alpha", locks=LockManager(redis.url, lease_time=LEASE))
     errors: list[BaseException] = []
-    from blissng.scans.motor_commands import mv
+    from blissng.scans import mv
 
     async def move() -> None:
-        with holding_as(Holder("alpha", "c1", "mv(slow, 10)")):
+        with holding_as(Holder("alpha", "c1", "mv(slow, 10)")), use_context(context):
             try:
                 await mv(slow, 10)
             except LockLost as exc:
@@ -257,7 +254,6 @@ async def test_holder_losing_redis_aborts_its_move_and_stops_the_motor(beamline,
         assert aborted_after < LEASE * 5
     finally:
         redis.stop()
-        locks.configure(None)
 
 
 @pytest.mark.timeout(60)
@@ -293,11 +289,21 @@ async def test_the_writer_is_restarted_when_killed(beamline, settings, redis_url
             await writer.wait_starts(2)
         assert writer.pid != first and psutil.pid_exists(writer.pid)  # type: ignore[arg-type]
         second = writer.pid
-    locks.configure(None)
     # Leaving the server stopped the writer (SIGTERM, waited for): no child left.
     assert not psutil.pid_exists(second) or psutil.Process(second).status() == "zombie"
-    children = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)]
-    assert not [c for c in children if "blissng.writer" in c], children
+    assert not [c for c in _live_children() if "blissng.writer" in c]
+
+
+def _live_children() -> list[str]:
+    """The command lines of this process's running children (a zombie has none to read: it
+    has exited, another test's process that nobody has reaped yet)."""
+    lines = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            lines.append(" ".join(child.cmdline()))
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return lines
 
 
 @pytest.mark.timeout(90)
@@ -356,7 +362,7 @@ async def test_a_bad_background_entry_is_reported_and_spares_the_server(
         """,
     )
     from blissng.config import ConfigError
-    from blissng.session.background_config import background_specs
+    from blissng.session._background_config import background_specs
 
     config = Config(config_dir)
     with pytest.raises(ConfigError) as info:
@@ -385,3 +391,40 @@ async def test_stopping_the_server_aborts_scans_and_stops_motors(
     assert alpha.last_scan.state == "aborted"
     assert not slow.is_moving and slow.position < 5
     assert await LockManager(redis_urls.settings).list_locks() == []  # leases released
+
+
+@pytest.mark.timeout(60)
+async def test_two_servers_in_one_process_keep_their_locks_and_scan_hooks_apart(
+    write_config, config_dir: Path, tmp_path: Path
+) -> None:
+    """Nothing is process-wide: each server has its own lock manager and scan hooks, given to
+    its sessions. Both run a session 'alpha' (its lease is each server's own), a hook of one
+    sees only its own scans, and a device held in one does not block the other's."""
+    write_config("beamline.yml", CONFIG)
+
+    def server(name: str) -> Server:
+        config = Config(config_dir)
+        alpha = Session("alpha", config=config, workflows=False, scan_saving={"writer": "null"})
+        return Server(config, None, state_dir=tmp_path / name, writer=False, sessions=[alpha])
+
+    seen: dict[str, list[tuple[str, str]]] = {"first": [], "second": []}
+    async with server("first") as first, server("second") as second:
+        for name, srv in (("first", first), ("second", second)):
+            srv.scan_hooks.add_scan_end_hook(
+                lambda event, name=name: seen[name].append((event.session, event.name))
+            )
+        await first.session("alpha").execute("ct(0.01, simA)")
+        assert seen == {"first": [("alpha", "ct")], "second": []}
+        await second.session("alpha").execute("ct(0.01, simA); loopscan(2, 0.01, simA)")
+        assert seen == {
+            "first": [("alpha", "ct")],
+            "second": [("alpha", "ct"), ("alpha", "loopscan")],
+        }
+        with holding_as(Holder("gamma", "c9", "hold m1")):
+            async with first.locks.lock("m1"):
+                with pytest.raises(DeviceLocked, match="m1 is locked by session 'gamma'"):
+                    await first.session("alpha").execute("mv(m1, 1)")
+                await second.session("alpha").execute("mv(m1, 1)")
+        assert second.session("alpha").objects["m1"].position == 1
+        assert first.session("alpha").objects["m1"].position == 0
+        assert [info.device for info in await first.locks.list_locks()] == ["session:alpha"]

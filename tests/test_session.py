@@ -12,18 +12,17 @@ import pytest
 
 from beamlines import MOCKUP_BEAMLINE
 from blissng.config import Config
-from blissng.redisdb import RedisUrls, async_client
-from blissng.redisdb.settings import SettingsStore
-from blissng.scans import MeasurementGroup, Scan
-from blissng.scans.bridge import CommandCancelled
-from blissng.scans.clients import close_shared_clients
-from blissng.scans.scan_saving import ScanSavingError
-from blissng.session.session import Session, SessionError
-from waiting import wait_until
+from blissng.errors import Aborted
+from blissng.redisdb import RedisUrls, SettingsStore, async_client
+from blissng.scans import MeasurementGroup, Scan, ScanSavingError, close_shared_clients
+from blissng.session import Session, SessionError
+from blissng.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
-CONFIG = MOCKUP_BEAMLINE + """\
+CONFIG = (
+    MOCKUP_BEAMLINE
+    + """\
     - name: diode2
       nsamples: 1
 - name: MG1
@@ -33,6 +32,7 @@ CONFIG = MOCKUP_BEAMLINE + """\
   class: MeasurementGroup
   counters: [$diode]
 """
+)
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ async def test_ctrl_c_cancels_scans_and_plain_code(config, settings, redis_urls,
             interval=0.005,
         )
         cmd.cancel()
-        with pytest.raises(CommandCancelled):
+        with pytest.raises(Aborted):
             with anyio.fail_after(5):
                 await cmd.wait()
         assert cmd.state == "cancelled" and s.last_scan.state == "aborted"
@@ -131,7 +131,7 @@ async def test_ctrl_c_cancels_scans_and_plain_code(config, settings, redis_urls,
         cmd = s.submit_source("import time\nwhile True:\n    time.sleep(0.001)")
         await wait_until(lambda: cmd.state == "running", timeout=5, interval=0.005)
         cmd.cancel()
-        with pytest.raises(CommandCancelled):
+        with pytest.raises(Aborted):
             with anyio.fail_after(5):
                 await cmd.wait()
         assert (await s.execute("2 * 21")) == 42  # the session goes on
@@ -170,13 +170,13 @@ async def test_output_goes_to_consoles_or_the_command_s_own(config, settings, re
 
         before = len(seen)
         await s.execute("wa()", output=Console())
-        assert "Current positions" in "".join(mine) and len(seen) == before
+        assert "Current Positions" in "".join(mine) and len(seen) == before
         detach()
         await s.execute("wa()")
         assert len(seen) == before
         late: list[str] = []
         s.output.attach(late.append, replay=True)
-        assert "Current positions" in "".join(late)
+        assert "Current Positions" in "".join(late)
 
 
 async def test_a_failing_device_does_not_stop_the_session(write_config, config_dir, settings,

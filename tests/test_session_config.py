@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from blissng.config import Config, ConfigError
-from blissng.scans.clients import close_shared_clients
-from blissng.session.spec import session_specs, sessions_from_config
+from blissng.scans import close_shared_clients
+from blissng.session import session_specs, sessions_from_config
 from test_session import CONFIG
 
 pytestmark = pytest.mark.anyio

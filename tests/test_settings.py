@@ -9,8 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from blissng.config import Config, ConfigContext, ConfigModel
-from blissng.redisdb import async_client, redis_stack
-from blissng.redisdb.settings import ObjectSettings, SettingsError, SettingsStore
+from blissng.redisdb import ObjectSettings, SettingsError, SettingsStore, async_client, redis_stack
 
 
 class AxisSettings(BaseModel):

@@ -12,11 +12,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from blissng.shell.consoles import ShellHub
-from blissng.shell.feed import TerminalFeed
-from blissng.shell.interrupt import CommandInterrupted, ThreadInterrupter
-from blissng.shell.output import current_output, install_output_router, output_to
-from blissng.shell.session import SimpleSession
+from blissng.scans import ThreadInterrupter
+from blissng.session._process_hooks import current_output, output_to, process_hooks
+from blissng.shell import ShellHub, SimpleSession, TerminalFeed
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +45,18 @@ async def test_feed_keeps_a_bounded_scrollback_and_wakes_readers() -> None:
     assert got == ["from a thread\r\n"]
 
 
+def test_feed_reads_from_any_position_in_many_chunks() -> None:
+    # One chunk per keystroke's redraw: a read from the newest ones walks back a few chunks.
+    feed = TerminalFeed(scrollback=2000)
+    for i in range(500):
+        feed.write(f"k{i}|")
+    kept, end = feed.read(0)  # from before the scrollback: its start
+    assert end == feed.end and kept.endswith("k499|") and len(kept) <= 2000 + 5
+    start = end - len(kept)
+    for position in (start, start + 1, start + 7, end - 5, end - 4, end - 1, end):
+        assert feed.read(position) == (kept[position - start :], end)
+
+
 def test_interrupter_stops_pure_python_and_sleep_but_not_after_return() -> None:
     interrupter = ThreadInterrupter()
     started = threading.Event()
@@ -60,7 +70,7 @@ def test_interrupter_stops_pure_python_and_sleep_but_not_after_return() -> None:
     def run() -> None:
         try:
             interrupter.run(spin)
-        except CommandInterrupted as exc:
+        except KeyboardInterrupt as exc:
             outcome.append(exc)
 
     worker = threading.Thread(target=run)
@@ -68,13 +78,13 @@ def test_interrupter_stops_pure_python_and_sleep_but_not_after_return() -> None:
     assert started.wait(10)
     assert interrupter.interrupt()
     worker.join(10)
-    assert not worker.is_alive() and isinstance(outcome[0], CommandInterrupted)
+    assert not worker.is_alive() and isinstance(outcome[0], KeyboardInterrupt)
 
     sleeper = ThreadInterrupter()
     t0 = time.monotonic()
     timer = threading.Timer(0.2, sleeper.interrupt)
     timer.start()
-    with pytest.raises(CommandInterrupted):
+    with pytest.raises(KeyboardInterrupt):
         sleeper.run(lambda: sleeper.sleep(30))
     assert time.monotonic() - t0 < 5
 
@@ -85,8 +95,6 @@ def test_interrupter_stops_pure_python_and_sleep_but_not_after_return() -> None:
 
 
 def test_output_router_routes_by_context_and_falls_back() -> None:
-    install_output_router()
-
     class Target:
         def __init__(self) -> None:
             self.text = ""
@@ -101,23 +109,27 @@ def test_output_router_routes_by_context_and_falls_back() -> None:
             for _ in range(100):
                 print(word)
 
-    threads = [
-        threading.Thread(target=worker, args=(one, "one")),
-        threading.Thread(target=worker, args=(two, "two")),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert one.text == "one\n" * 100 and two.text == "two\n" * 100
-    assert current_output.get() is None
-    with output_to(one), pytest.raises(RuntimeError, match="standard input"):
-        sys.stdin.readline()
+    with process_hooks():
+        threads = [
+            threading.Thread(target=worker, args=(one, "one")),
+            threading.Thread(target=worker, args=(two, "two")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert one.text == "one\n" * 100 and two.text == "two\n" * 100
+        assert current_output.get() is None
+        with output_to(one), pytest.raises(RuntimeError, match="standard input"):
+            sys.stdin.readline()
 
 
 async def test_idle_consoles_are_closed_but_busy_ones_are_kept(tmp_path: Path) -> None:
-    async with ShellHub(log_dir=tmp_path, idle_timeout=4.0) as hub:
-        consoles = await hub.add_session(SimpleSession("idle"))
+    async with (
+        SimpleSession("idle") as session,
+        ShellHub(log_dir=tmp_path, idle_timeout=4.0) as hub,
+    ):
+        consoles = await hub.add_session(session)
         busy = await consoles.open()
         busy.send_input("import time; time.sleep(30)\r")
         with anyio.fail_after(10):
@@ -140,8 +152,8 @@ async def test_the_sessions_own_output_reaches_its_consoles(tmp_path: Path) -> N
             return lambda: self.writers.remove(writer)
 
     session = SimpleSession("withoutput")
-    session.output = Output()  # type: ignore[attr-defined]
-    async with ShellHub(log_dir=tmp_path) as hub:
+    session.output = Output()  # type: ignore[assignment]
+    async with session, ShellHub(log_dir=tmp_path) as hub:
         consoles = await hub.add_session(session)
         console = await consoles.open()
         await anyio.sleep(0.2)

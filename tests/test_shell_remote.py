@@ -5,72 +5,16 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from blissng.shell.consoles import ShellHub
-from blissng.shell.session import SimpleSession
-from blissng.web.app import create_app
-from blissng.web.security import WebSecurity
-from blissng.web.testing import ConsoleClient, ServerThread, terminal_text
+from blissng.shell import ShellHub, SimpleSession
+from blissng.web import ConsoleClient, ServerThread, WebSecurity, create_app
+from ptys import PtyProcess
 
 TOKEN = "remote-token"
-
-
-class PtyProcess:
-    """A child process on a pty; ``expect`` reads its terminal output with a deadline."""
-
-    def __init__(self, *args: str) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child
-            os.environ["PROMPT_TOOLKIT_NO_CPR"] = "1"
-            os.execv(sys.executable, [sys.executable, "-m", "blissng", "shell", *args])
-        self.output = b""
-
-    def expect(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while pattern not in terminal_text(self.output.decode(errors="replace")):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.fd], [], [], max(0.0, left))
-            if not ready:
-                raise AssertionError(f"{pattern!r} not seen; got {self.output[-1500:]!r}")
-            try:
-                self.output += os.read(self.fd, 65536)
-            except OSError as exc:  # the child exited
-                raise AssertionError(f"process ended before {pattern!r}: {self.output!r}") from exc
-        return terminal_text(self.output.decode(errors="replace"))
-
-    def send(self, data: str) -> None:
-        os.write(self.fd, data.encode())
-
-    def wait(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.fd)
-                return os.waitstatus_to_exitcode(status)
-            with_data, _, _ = select.select([self.fd], [], [], 0.05)
-            if with_data:
-                try:
-                    self.output += os.read(self.fd, 65536)
-                except OSError:
-                    pass
-        raise AssertionError("the shell process did not exit")
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, 9)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
 
 
 @pytest.fixture
@@ -131,21 +75,24 @@ def test_standalone_starts_its_own_server() -> None:
 def test_shell_finds_the_running_server_by_its_connection_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
-    import functools
     import json
+    from typing import Any
 
     from anyio.from_thread import start_blocking_portal
 
-    from blissng.web.serve import run_web_shell
+    from blissng.web import WebOptions, run_web_shell
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     state_dir = tmp_path / "state" / "blissng" / "lab-server"
-    args = argparse.Namespace(host="127.0.0.1", port=0, allow_origin=[], allow_host=[])
+
+    async def serve(*, task_status: Any) -> None:
+        async with SimpleSession("lab") as lab:
+            await run_web_shell(
+                [lab], options=WebOptions(), state_dir=state_dir, task_status=task_status
+            )
+
     with start_blocking_portal() as portal:
-        future, url = portal.start_task(
-            functools.partial(run_web_shell, [SimpleSession("lab")], args=args, state_dir=state_dir)
-        )
+        future, url = portal.start_task(serve)
         try:
             assert "/?token=" in url and url.startswith("http://127.0.0.1:")
             assert f"web shell: {url}" in capsys.readouterr().out

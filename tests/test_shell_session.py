@@ -18,10 +18,8 @@ from beamlines import MOCKUP_BEAMLINE
 from blissng.config import Config
 from blissng.redisdb import RedisUrls
 from blissng.session import Session
-from blissng.shell.consoles import ShellHub
-from blissng.web.app import create_app
-from blissng.web.security import WebSecurity
-from blissng.web.testing import ConsoleClient, ServerThread
+from blissng.shell import ShellHub
+from blissng.web import ConsoleClient, ServerThread, WebSecurity, create_app
 
 TOKEN = "session-token"
 
@@ -160,7 +158,7 @@ def test_plot_websocket_describes_a_mesh_as_a_map(served: ServerThread) -> None:
                         counts[name] = counts.get(name, 0) + len(values)
                 elif kind == "end":
                     break
-            assert description["mesh"] is True
+            assert description["mesh"] == {"shape": [3, 5], "backnforth": False}  # the grid
             assert description["motors"] == ["axis:m1", "axis:m2"]
             assert description["npoints"] == 15
             assert counts == {"axis:m1": 15, "axis:m2": 15, "sim:diode": 15}

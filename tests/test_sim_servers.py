@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from blissng.comm import Connection, connection_from_url
-from blissng.sim.servers import (
+from blissng.sim import (
     GoodDeviceSpec,
     HostSpec,
     ScalerSpec,
@@ -132,8 +132,8 @@ async def test_motor_errors_are_clear_replies(sims: SimHost) -> None:
 # -- scaler, trigger box, MCA, camera --------------------------------------------------------
 
 
-async def read_scaler(scaler: Connection, nchan: int = 4) -> np.ndarray:
-    values = (await scaler.write_readline("READ 1000")).split()
+async def read_scaler(scaler: Connection, nchan: int = 4, limit: int = 1000) -> np.ndarray:
+    values = (await scaler.write_readline(f"READ {limit}")).split()
     n = int(values[0])
     return np.array(values[1:], dtype=np.int64).reshape(n, nchan)
 
@@ -231,6 +231,123 @@ async def test_pulses_to_a_disabled_output_or_a_busy_detector_are_missed(sims: S
         assert await scaler.write_readline("?MISS") == "2"
         assert await scaler.write_readline("STOP") == "OK"
         assert await scaler.write_readline("?STA") == "IDLE"
+
+
+# -- the trigger box follows the motors (continuous scans) --------------------------------------
+
+
+async def read_latched(trigger: Connection) -> np.ndarray:
+    """The trigger box's latched values: per pulse, its time and the latched encoders."""
+    async with trigger.locked():
+        _, n, columns, dtype = (await trigger.write_readline("READ 100000")).split()
+        assert dtype == "f8"
+        payload = await trigger.read(int(n) * int(columns) * 8)
+    return np.frombuffer(payload, "<f8").reshape(int(n), int(columns))
+
+
+async def test_position_pulses_fire_where_the_encoder_passes_the_grid(sims: SimHost) -> None:
+    async with connect(sims, "trigger") as trigger, connect(sims, "motors") as motors:
+        assert await trigger.write_readline("?INP") == "6"
+        assert await trigger.write_readline("LATCH 1 2") == "OK"
+        # 50 pulses every 20 counts from 1000, on input 1 (axis 1: 2000 steps/s, ramps of
+        # 100 steps): the motion starts at 0, so every position is passed at full speed
+        assert await trigger.write_readline("PPULSES 50 1 1000 20 0.001") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        assert await trigger.write_readline("?STA") == "ARMED"
+        assert await motors.write_readline("MOV 1 2500") == "OK"
+        await wait_reply(trigger, "?STA", "IDLE")
+        assert await trigger.write_readline("?CNT") == "50"
+        latched = await read_latched(trigger)
+    assert latched.shape == (50, 3)
+    np.testing.assert_array_equal(latched[:, 1], 1000 + 20 * np.arange(50))
+    assert set(latched[:, 2]) == {0.0}  # axis 2 did not move
+    # 20 counts at 2000 counts/s: a pulse every 10 ms (on the box's clock, not the host's
+    # wake-ups: exact whatever the load)
+    np.testing.assert_allclose(np.diff(latched[:, 0]), 0.01, atol=1e-9)
+
+
+async def test_a_time_train_starts_when_the_encoder_passes_the_start(sims: SimHost) -> None:
+    await sims.call("motors", "configure_axis", axis=2, slip=0.1)  # latched = the encoder
+    async with connect(sims, "trigger") as trigger, connect(sims, "motors") as motors:
+        assert await trigger.write_readline("LATCH 2") == "OK"
+        # input 2 counts 0.9 per step: 1800 counts/s at full speed
+        assert await trigger.write_readline("PULSES 40 0.002 0.001 2 -900") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        assert await motors.write_readline("MOV 2 -2000") == "OK"
+        await wait_reply(trigger, "?STA", "IDLE")
+        latched = await read_latched(trigger)
+    # the first pulse where the encoder passes -900, then one every 2 ms = 3.6 counts
+    np.testing.assert_allclose(latched[:, 1], np.rint(-900 - 3.6 * np.arange(40)), atol=1)
+    np.testing.assert_allclose(np.diff(latched[:, 0]), 0.002, atol=1e-9)
+
+
+async def test_a_start_exactly_where_the_ramp_ends_is_passed(sims: SimHost) -> None:
+    """1000 steps/s reached after exactly 1 step: the start position is where one phase of the
+    motion ends and the next begins (once lost between the two)."""
+    async with connect(sims, "trigger") as trigger, connect(sims, "motors") as motors:
+        for command in ("VEL 1 1000", "ACC 1 500000", "MOV 1 -1"):
+            assert await motors.write_readline(command) == "OK"
+        await wait_reply(motors, "?STA 1", "READY")
+        assert await trigger.write_readline("PULSES 100 0.0001 0.00005 1 0") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        assert await motors.write_readline("MOV 1 30") == "OK"
+        await wait_reply(trigger, "?STA", "IDLE")
+        assert await trigger.write_readline("?CNT") == "100"
+
+
+async def test_detectors_count_a_10_khz_train_in_batches_and_miss_nothing(sims: SimHost) -> None:
+    async with (
+        connect(sims, "trigger") as trigger,
+        connect(sims, "scaler") as scaler,
+        connect(sims, "mca") as mca,
+    ):
+        for detector in (scaler, mca):  # exposure = period: no dead time at all
+            assert await detector.write_readline("PREP 2000 0.0001 EXT") == "OK"
+            assert await detector.write_readline("START") == "OK"
+        assert await trigger.write_readline("PULSES 2000 0.0001 0.00005") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        for detector in (scaler, mca):
+            await wait_reply(detector, "?STA", "IDLE")
+            assert await detector.write_readline("?NPT") == "2000"
+            assert await detector.write_readline("?MISS") == "0"
+        timer = (await read_scaler(scaler, limit=5000))[:, 0]
+        assert timer.tolist() == [100] * 2000  # 100 us at 1 MHz
+        async with mca.locked():
+            assert (await mca.write_readline("READ 5000")).split() == ["DATA", "2000", "1024", "u4"]
+            spectra = np.frombuffer(await mca.read(2000 * 1024 * 4), "<u4").reshape(2000, 1024)
+    # 5e3 counts/s at bin 350 for 100 us: 0.5 counts per spectrum on average
+    assert spectra[:, 350].mean() == pytest.approx(0.5, rel=0.2)
+
+
+async def test_stopping_the_motor_stops_position_pulses(sims: SimHost) -> None:
+    async with connect(sims, "trigger") as trigger, connect(sims, "motors") as motors:
+        assert await trigger.write_readline("PPULSES 1000 3 100 10 0.001") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        assert await motors.write_readline("MOV 3 20000") == "OK"
+        with anyio.fail_after(5):
+            while int(await trigger.write_readline("?CNT")) < 20:
+                await anyio.sleep(0.005)
+        assert await motors.write_readline("STP 3") == "OK"
+        await wait_reply(motors, "?STA 3", "READY")
+        stopped_at = (await sims.stats("motors"))["axes"]["3"]["encoder"]  # not rounded
+        count = int(await trigger.write_readline("?CNT"))
+        assert count == (stopped_at - 100) // 10 + 1 < 1000  # the positions passed, no more
+        assert await trigger.write_readline("?STA") == "RUNNING"  # waits for the rest
+        assert await trigger.write_readline("STOP") == "OK"
+        assert await trigger.write_readline("?STA") == "IDLE"
+
+
+async def test_trigger_box_refuses_bad_trains_clearly(sims: SimHost) -> None:
+    async with connect(sims, "trigger") as trigger:
+        assert (await trigger.write_readline("PPULSES 10 9 0 1 0.001")).startswith(
+            "ERR 3 unknown input 9 (inputs are 1..6)"
+        )
+        assert (await trigger.write_readline("PPULSES 10 1 0 0 0.001")).startswith("ERR 8")
+        assert (await trigger.write_readline("PULSES 10 0.01 0.001 1")).startswith("ERR 2")
+        assert (await trigger.write_readline("START")).startswith("ERR 10 START before")
+        assert await trigger.write_readline("PPULSES 10 1 100 1 0.001") == "OK"
+        assert await trigger.write_readline("START") == "OK"
+        assert (await trigger.write_readline("LATCH 1")).startswith("ERR 10")
 
 
 async def test_good_device_returns_many_points_per_request_in_order(sims: SimHost) -> None:

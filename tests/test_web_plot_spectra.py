@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 
+from blissng.comm import register_simulators, unregister_simulators
 from blissng.config import Config
 from blissng.redisdb import RedisUrls
 from blissng.session import Session
-from blissng.shell.consoles import ShellHub
-from blissng.sim.addresses import register_simulators, unregister_simulators
-from blissng.web.app import create_app
-from blissng.web.security import WebSecurity
-from blissng.web.testing import ConsoleClient, ServerThread
+from blissng.shell import ShellHub
+from blissng.web import ConsoleClient, ServerThread, WebSecurity, create_app
 
 TOKEN = "spectra"
 CONFIG = """

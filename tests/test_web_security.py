@@ -11,11 +11,15 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from blissng.shell.consoles import ShellHub
-from blissng.shell.session import SimpleSession
-from blissng.web.app import create_app
-from blissng.web.security import COOKIE_NAME, WebSecurity
-from blissng.web.testing import ConsoleClient, ServerThread, close_reason
+from blissng.shell import ShellHub, SimpleSession
+from blissng.web import (
+    COOKIE_NAME,
+    ConsoleClient,
+    ServerThread,
+    WebSecurity,
+    close_reason,
+    create_app,
+)
 
 TOKEN = "sec-token-456"
 GUI = "http://gui.example.org"
@@ -29,8 +33,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await hub.add_session(SimpleSession("small"), max_consoles=3)
-        yield
+        async with SimpleSession("small") as small:
+            await hub.add_session(small, max_consoles=3)
+            yield
 
     app = create_app(
         hub,
@@ -179,3 +184,56 @@ def test_too_many_connections(server: ServerThread) -> None:
         for tab in tabs:
             tab.close()
         first.close()
+
+
+def test_a_watch_link_carries_its_own_read_only_capability(server: ServerThread) -> None:
+    """The server, not the client, decides: a view key watches one console and cannot type,
+    control it, watch another console or use the token's other doors."""
+    with ConsoleClient.open(server, "demo", token=TOKEN) as tab:
+        with httpx.Client(base_url=server.base_url) as http:
+            query = {"session": "demo", "console": tab.console_id}
+            assert http.get("/shell/view-link", params=query).status_code == 403  # no token
+            link = http.get("/shell/view-link", params={**query, "token": TOKEN}).json()
+            key = link["key"]
+            assert link["path"] == f"/view/demo/{tab.console_id}?key={key}"
+            assert TOKEN not in link["path"]
+            assert key == WebSecurity(token=TOKEN).view_key("demo", tab.console_id)
+            assert http.get(link["path"]).status_code == 200  # the page, without the token
+            assert http.get(link["path"].replace("key=", "key=x")).status_code == 403
+            assert http.get(f"/view/demo/other?key={key}").status_code == 403
+            assert http.get(f"/shell/sessions?view={key}").status_code == 403
+        viewer = ConsoleClient.open(server, "demo", view=key, console=tab.console_id)
+        try:
+            assert viewer.hello["mode"] == "view"  # without asking: the key only watches
+            tab.run("print('seen-by-' + 'the-key')")
+            viewer.expect("seen-by-the-key")
+            viewer.type("typed_with_the_key = 1\r")
+            viewer.send("ping", 1)  # the pong proves the stdin before it was handled
+            while not viewer.pongs:
+                viewer.receive(5)
+            assert "False" in tab.run("'typed_with_the_key' in dir()")
+        finally:
+            viewer.close()
+        control = server.connect("/ws/console/demo", view=key, console=tab.console_id,
+                                 mode="control")  # fmt: skip
+        code, reason = close_reason(control)
+        assert code == 4403 and "control needs the token" in reason
+        other = ConsoleClient.open(server, "demo", token=TOKEN)
+        try:  # the key of one console opens no other (nor a new one)
+            for params in ({"console": other.console_id}, {}):
+                error = refused(server, view=key, mode="view", **params)
+                assert error.response.status_code == 403
+        finally:
+            other.close()
+        plot = server.connect("/ws/plot/demo", view=key, console=tab.console_id)
+        plot.close()  # the session's plot is part of what a watcher sees
+
+
+def test_a_token_never_looks_like_an_option() -> None:
+    """``blissng shell --token TOKEN``: a token beginning with ``-`` (one in 64 did) was taken
+    by argparse for an option, and the shell refused to start."""
+    from blissng.web import new_token
+
+    tokens = [new_token() for _ in range(5000)]
+    assert not [token for token in tokens if token.startswith("-")]
+    assert len(set(tokens)) == len(tokens) and {len(token) for token in tokens} == {32}

@@ -10,9 +10,9 @@ import anyio
 import psutil
 import pytest
 
+from blissng.errors import Aborted
 from blissng.redisdb import RedisUrls, async_client
 from blissng.workflows import (
-    JobCancelled,
     JobFailed,
     JobManager,
     JobState,
@@ -156,7 +156,7 @@ async def test_cancel_terminates_the_running_process(jobs, redis_urls):
     pid = job.pid
     assert pid is not None and psutil.pid_exists(pid)
     assert job.cancel() is True
-    with pytest.raises(JobCancelled):
+    with pytest.raises(Aborted):
         await job
     assert job.state is JobState.CANCELLED
     assert not psutil.pid_exists(pid)  # the driver reaped it before reporting the cancel
@@ -192,7 +192,7 @@ async def test_result_and_cancel_from_a_worker_thread(jobs):
         with pytest.raises(TimeoutError, match="still"):
             slow.result(timeout=0.01)
         cancelled = slow.cancel()
-        with pytest.raises(JobCancelled):
+        with pytest.raises(Aborted):
             slow.result(timeout=60)
         return value, threading.current_thread().name, cancelled
 
@@ -255,10 +255,10 @@ async def test_leaving_the_manager_cancels_running_jobs():
 
 
 def test_job_keys_share_the_data_model_prefix():
-    from blissng.data.keys import PREFIX
-    from blissng.workflows.record import PREFIX as JOBS_PREFIX
+    from blissng.data import keys
+    from blissng.workflows._record import PREFIX as JOBS_PREFIX
 
-    assert JOBS_PREFIX == PREFIX
+    assert JOBS_PREFIX == keys.PREFIX
 
 
 async def test_run_job_without_a_manager_says_what_to_do():

@@ -7,13 +7,11 @@ import anyio
 import psutil
 import pytest
 
+from blissng.errors import Aborted
 from blissng.redisdb import RedisUrls, async_client
-from blissng.testing.plugin import CELERY_DB
+from blissng.testing import RESERVED_DBS
 from blissng.workflows import (
-    CELERY_DB as WORKFLOWS_CELERY_DB,
-)
-from blissng.workflows import (
-    JobCancelled,
+    CELERY_DB,
     JobFailed,
     JobManager,
     JobState,
@@ -32,7 +30,7 @@ async def jobs(celery_worker, redis_urls: RedisUrls):
 
 
 def test_the_test_plugin_reserves_the_database_celery_uses():
-    assert WORKFLOWS_CELERY_DB == CELERY_DB
+    assert CELERY_DB in RESERVED_DBS
 
 
 async def test_celery_job_returns_the_result(jobs, celery_worker, redis_urls):
@@ -82,7 +80,7 @@ async def test_celery_cancel_terminates_the_task_process(jobs, celery_worker):
     assert pid is not None and psutil.pid_exists(pid)
     assert pid != celery_worker.pid  # a pool process, not the worker itself
     job.cancel()
-    with pytest.raises(JobCancelled):
+    with pytest.raises(Aborted):
         await job
     assert job.state is JobState.CANCELLED
     # The worker records the revocation once it has killed the process; reaping is its own.
@@ -112,11 +110,11 @@ def test_worker_command_needs_to_know_the_broker(tmp_path):
     import subprocess
     import sys
 
-    from blissng.workflows.worker import broker_url, configure
+    from blissng.workflows._worker import broker_url, configure
 
     env = {k: v for k, v in os.environ.items() if k != "BLISSNG_REDIS_URL"}
     out = subprocess.run(
-        [sys.executable, "-m", "blissng.workflows.worker"],
+        [sys.executable, "-m", "blissng.workflows"],
         capture_output=True, text=True, timeout=50, env=env, check=False,
     )  # fmt: skip
     assert out.returncode != 0 and "give --redis URL" in out.stderr
@@ -149,7 +147,7 @@ async def test_a_job_waiting_for_a_missing_worker_says_so(celery_worker, redis_u
         finally:
             await client.aclose()
         job.cancel()
-        with pytest.raises(JobCancelled):
+        with pytest.raises(Aborted):
             await job
     broker = redis.Redis.from_url(celery_worker.url)
     try:

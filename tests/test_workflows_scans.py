@@ -11,10 +11,9 @@ import pytest
 
 from blissng.redisdb import RedisUrls, async_client
 from blissng.scans import ascan
-from blissng.sim.counters import SimCounterController
-from blissng.sim.motors import MockupController
+from blissng.sim import MockupController, SimCounterController
+from blissng.testing import redis_scan_context
 from blissng.workflows import JobFailed, JobManager, JobState, read_job
-from scan_context import redis_scan_context
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 

@@ -13,19 +13,18 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
-from blissng.acquisition.channels import Channel, ChannelSpec
+from blissng.acquisition import Channel, ChannelSpec
 from blissng.data import DataStore, ScanDocument, ScanPublisher, unregister_fallback
 from blissng.data import keys as data_keys
-from blissng.writer import WriterService, install, scan_file_path
-from blissng.writer.service import EVENTS_STREAM
-from waiting import wait_until
+from blissng.testing import wait_until
+from blissng.writer import EVENTS_STREAM, WriterService, install, scan_file_path
 
 pytestmark = pytest.mark.anyio
 
 
 def specs():
     return [
-        ChannelSpec("m1", "float64", (), "mm", "m1"),
+        ChannelSpec("m1", "float64", (), "mm", "m1", role="axis"),
         ChannelSpec("diode", "float32", (), "cts", "sim"),
         ChannelSpec("mca1:spectrum", "uint32", (32,), None, "mca1"),
     ]
@@ -61,7 +60,8 @@ def doc(tmp_path: Path, number: int, **kwargs) -> ScanDocument:
 def read_scan_file(document) -> dict[str, np.ndarray]:
     with h5py.File(scan_file_path(document), "r", locking=False) as f:
         entry = f[f"{document['number']}.1"]
-        return {name: entry["measurement"][name][()] for name in entry["measurement"]}
+        # Keyed by channel name: each dataset keeps its channel's full name (@channel).
+        return {d.attrs["channel"]: d[()] for d in entry["measurement"].values()}
 
 
 async def is_written(client, scan_id):
@@ -127,6 +127,46 @@ async def test_reader_falls_back_on_the_file_after_expiry(redis_urls, tmp_path):
         np.testing.assert_array_equal(values, expected_points(20)["diode"])
     finally:
         unregister_fallback(fallback)
+        await client.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_an_aborted_loopscan_whose_entry_was_left_half_made_is_written(redis_urls, tmp_path):
+    """The writer was stopped while it created the entry of a loopscan being aborted: the
+    next writer completes the entry and writes the scan (it failed on every try with
+    KeyError "'elapsed_time' doesn't exist", reported on the ack, never written)."""
+    client = aredis.Redis.from_url(redis_urls.data)
+    loopscan = [
+        ChannelSpec("timer:elapsed_time", "float64", (), "s", "timer", role="time"),
+        ChannelSpec("timer:epoch", "float64", (), "s", "timer", role="time"),
+        ChannelSpec("sim:diode", "float64", (), None, "sim"),
+    ]
+    document = ScanDocument(
+        session="writer_test", number=7, name="loopscan", title="loopscan 100000 0.01",
+        path=str(tmp_path / "data" / "sample_0001.h5"),
+    )  # fmt: skip
+    channels = [Channel(spec) for spec in loopscan]
+    try:
+        async with ScanPublisher(redis_urls.data, document, channels) as publisher:
+            for channel in channels:
+                await channel.emit(np.arange(3.0))
+            path = scan_file_path({"path": document.path, "number": 7})
+            path.parent.mkdir(parents=True)
+            with h5py.File(path, "w") as half_made:
+                entry = half_made.create_group("7.1")
+                entry.attrs["blissng_scan_id"] = publisher.scan_id
+                entry.create_group("measurement")
+            await publisher.close("aborted", "aborted by the user")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(WriterService(redis_urls.data, flush_interval=0.1).run)
+            await wait_until(lambda: is_written(client, publisher.scan_id), timeout=20)
+            tg.cancel_scope.cancel()
+        ack = await client.hgetall(data_keys.ack_key(publisher.scan_id))
+        assert b"error" not in ack and ack[b"timer:elapsed_time"] == b"3"
+        with h5py.File(path, "r", locking=False) as f:
+            np.testing.assert_array_equal(f["7.1/measurement/elapsed_time"][()], [0, 1, 2])
+            assert f["7.1"].attrs["end_reason"] == "aborted"
+    finally:
         await client.aclose()
 
 

@@ -1,11 +1,9 @@
 """The ``blissng`` command: ``version``, ``check``, ``redis``, ``serve`` and ``demo``.
 
-``serve`` and ``demo`` start Redis first (embedded servers, synchronously, in the main thread:
-see :mod:`blissng.redisdb.server`), then run one anyio event loop (:func:`run_main`) that loads
-the configuration, connects the devices and either waits for SIGTERM/SIGINT (headless:
-standard input or output is not a terminal, as under CI or a service manager) or runs a local
-Python shell. Shutdown is driven by an event, not by cancellation, so it runs in order:
-devices closed, simulators stopped, Redis stopped, however the loop ends.
+This module parses the arguments and dispatches; what ``serve`` and ``demo`` run (Redis, the
+configuration's objects, the server, signals, this terminal's console) is
+:mod:`blissng.runtime`. Other commands (``shell``, ``writer``, ``worker``) are delegated to
+the modules that implement them.
 
 Errors print as one line (``blissng: error: ...``) with exit code 1; ``--debug`` shows the
 traceback instead.
@@ -14,34 +12,24 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import anyio
-import anyio.abc
-
 import blissng
+from blissng import runtime
 from blissng.config import Config, ConfigError
-from blissng.redisdb import RedisError, RedisStack, async_client, default_state_dir, start_redis
-from blissng.redisdb.server import find_redis_server, redis_version
-from blissng.redisdb.settings import SettingsStore
+from blissng.errors import sole_exception
+from blissng.redisdb import RedisUnavailable, default_state_dir, find_redis_server, redis_version
+from blissng.runtime import CliError, RunOptions, running_redis, serve
 
 log = logging.getLogger("blissng")
-
-CONNECT_TIMEOUT = 5.0
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line without traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _delegated(command: str) -> Callable[[list[str]], int] | None:
     """``blissng writer|worker|shell ...``: the service's own command line."""
     if command == "shell":
-        from blissng.web.shell_command import main as shell_main
+        from blissng.web import shell_main
 
         return shell_main
     if command == "writer":
@@ -136,7 +124,7 @@ def _delegated(command: str) -> Callable[[list[str]], int] | None:
 
         return writer_main
     if command == "worker":
-        from blissng.workflows.worker import main as worker_main
+        from blissng.workflows import worker_main
 
         return lambda argv: worker_main(argv)
     return None
@@ -169,10 +157,15 @@ def _runtime_options(parser: argparse.ArgumentParser, default_state: str) -> Non
     parser.add_argument(
         "--headless",
         action="store_true",
-        help="no local shell even on a terminal: run until SIGTERM/SIGINT (the default when "
+        help="no console on this terminal: run until SIGTERM/SIGINT (the default when "
         "standard input or output is not a terminal)",
     )
-    from blissng.web.serve import add_web_options
+    parser.add_argument(
+        "--session",
+        metavar="NAME",
+        help="the session of the console on this terminal (default: the first one)",
+    )
+    from blissng.web import add_web_options
 
     add_web_options(parser)
     parser.add_argument(
@@ -214,9 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]  # a task group's single failure: say what it was
-    if isinstance(exc, CliError | ConfigError | RedisError):
+    exc = sole_exception(exc)  # a task group's single failure: say what it was
+    if isinstance(exc, CliError | ConfigError | RedisUnavailable):
         text = str(exc)
     else:
         text = f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
@@ -224,21 +216,30 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time, so that log lines go through the
-    local shell's patched stderr and print above the prompt instead of across it."""
+    """Writes to whatever ``sys.stderr`` is at the time (or to the console shown on this
+    terminal), so that log lines print above the prompt instead of across it."""
 
     @property
     def stream(self) -> Any:
-        return sys.stderr
+        return runtime.console_log if runtime.console_log is not None else sys.stderr
 
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
 
 
+class _Formatter(logging.Formatter):
+    """Our format, except for the lines a supervised child printed (formatted already)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "relayed", False):
+            return record.getMessage()
+        return super().format(record)
+
+
 def _setup_logging(debug: bool) -> None:
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     if not debug:  # their INFO lines are noise next to ours
         for noisy in ("asyncio", "parso", "uvicorn.access"):
@@ -255,7 +256,7 @@ def cmd_version(args: argparse.Namespace) -> int:
         binary = find_redis_server()
         version = ".".join(map(str, redis_version(binary)))
         print(f"redis-server {version} ({binary})")
-    except RedisError as exc:
+    except RedisUnavailable as exc:
         print(f"redis-server: {exc}")
     return 0
 
@@ -281,20 +282,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_redis(args: argparse.Namespace) -> int:
-    """Embedded servers in the foreground until SIGTERM/SIGINT, or until one of them dies."""
+    """Embedded servers in the foreground until SIGTERM/SIGINT, or until one of them dies.
+
+    The signals are blocked only once the servers run (children inherit a blocked mask, and
+    a Redis that cannot see SIGTERM would not stop); a SIGCHLD that came before is not lost
+    for that: the children are polled twice a second as well."""
     state_dir = args.state_dir or default_state_dir("redis")
     stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
-    with _redis(state_dir, None) as stack:
-        print(f"settings: {stack.urls.settings}")
-        print(f"data: {stack.urls.data}")
-        print(f"state: {state_dir}", flush=True)
-        log.info("Redis ready; stop with Ctrl-C or SIGTERM")
+    with running_redis(state_dir, None) as stack:
         old = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
         try:
+            print(f"settings: {stack.urls.settings}")
+            print(f"data: {stack.urls.data}")
+            print(f"state: {state_dir}", flush=True)
+            log.info("Redis ready; stop with Ctrl-C or SIGTERM")
             while True:
-                received = signal.sigwait(stopping)
-                if received != signal.SIGCHLD:
-                    log.info("%s: stopping Redis", signal.Signals(received).name)
+                received = signal.sigtimedwait(stopping, 0.5)
+                if received is not None and received.si_signo != signal.SIGCHLD:
+                    log.info("%s: stopping Redis", signal.Signals(received.si_signo).name)
                     return 0
                 dead = [p for p in stack.processes if p.process.poll() is not None]
                 if dead:
@@ -306,18 +311,6 @@ def cmd_redis(args: argparse.Namespace) -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-@contextlib.contextmanager
-def _redis(state_dir: Path, url: str | None) -> Iterator[RedisStack]:
-    started = time.perf_counter()
-    stack = start_redis(state_dir, url=url)
-    try:
-        where = "embedded" if stack.embedded else f"external ({url})"
-        log.debug("Redis %s in %.3f s", where, time.perf_counter() - started)
-        yield stack
-    finally:
-        stack.stop()
-
-
 # ---------------------------------------------------------------------------- serve, demo
 
 
@@ -325,17 +318,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config_dir = _checked_config_dir(args.config)
     digest = hashlib.sha1(str(config_dir).encode()).hexdigest()[:8]
     state_dir = args.state_dir or default_state_dir(f"{config_dir.name}-{digest}")
-    return _serve(args, config_dir, state_dir)
+    return serve(_run_options(args, config_dir, state_dir))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``serve`` on the configuration shipped in :mod:`blissng.demo`, with its simulators."""
-    import blissng.sim.demo as demo
+    from blissng.sim import demo_config_dir, start_simulators
 
     state_dir = args.state_dir or default_state_dir("demo")
-    args.default_session = "demo"
-    simulators = functools.partial(demo.start_simulators, state_dir / "simulators")
-    return _serve(args, demo.config_dir(), state_dir, simulators)
+    simulators = functools.partial(start_simulators, state_dir / "simulators")
+    options = _run_options(args, demo_config_dir(), state_dir, default_session="demo")
+    return serve(options, simulators)
+
+
+def _run_options(
+    args: argparse.Namespace, config_dir: Path, state_dir: Path, default_session: str = "main"
+) -> RunOptions:
+    """What ``serve`` and ``demo`` run, from the options :func:`_runtime_options` added."""
+    from blissng.web import WebOptions
+
+    return RunOptions(
+        config_dir=config_dir,
+        state_dir=state_dir,
+        redis_url=args.redis,
+        headless=args.headless,
+        console_session=args.session,
+        default_session=default_session,
+        web=None if args.no_web else WebOptions.from_args(args),
+    )
 
 
 def _checked_config_dir(path: Path) -> Path:
@@ -345,354 +355,3 @@ def _checked_config_dir(path: Path) -> Path:
     if not path.is_dir():
         raise CliError(f"--config {path} is not a directory")
     return path.resolve()
-
-
-class _Stop(BaseException):
-    """SIGTERM/SIGINT before the event loop listens for them: unwind, stopping Redis."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signum)
-
-
-Extras = Callable[[], contextlib.AbstractAsyncContextManager[Any]]
-
-
-def _serve(
-    args: argparse.Namespace, config_dir: Path, state_dir: Path, extras: Extras | None = None
-) -> int:
-    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
-    args.run_dir = state_dir  # the server's logs and connection file (web.json) go there
-    stopping = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.signal(signum, _raise_stop) for signum in stopping}
-    code = 0
-    try:
-        with _redis(state_dir, args.redis) as stack:
-            code = anyio.run(run_main, args, stack, config_dir, interactive, extras)
-    except _Stop as stop:
-        log.info("%s during start-up: stopping", signal.Signals(stop.signum).name)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    log.info("stopped")
-    return code
-
-
-async def run_main(
-    args: argparse.Namespace,
-    stack: RedisStack,
-    config_dir: Path,
-    interactive: bool,
-    extras: Extras | None = None,
-) -> int:
-    """The process's runtime, on the event loop; Redis is already running (``stack``).
-
-    Enters ``extras`` (the demo's simulators), loads the configuration, connects its objects,
-    logs ``ready``, then runs until SIGTERM/SIGINT (headless) or until the local shell exits
-    (SIGTERM/SIGHUP also stop it). Returns the exit code: 1 if an embedded Redis server died.
-    """
-    started = time.perf_counter()
-    stop = anyio.Event()  # set by the signals: shutdown runs uncancelled, in order
-    async with anyio.create_task_group() as tg:
-        if interactive:
-            await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGHUP))
-        else:
-            await tg.start(_on_signals, stop.set, (signal.SIGTERM, signal.SIGINT))
-        failures: list[str] = []
-        await tg.start(_watch_redis, stack, stop, failures)
-
-        settings_client = async_client(stack.urls.settings)
-        objects: dict[str, Any] = {}
-        extras_up, release_extras, extras_down = anyio.Event(), anyio.Event(), anyio.Event()
-        if extras is not None:  # started while the configuration loads (simulators are slow)
-            tg.start_soon(_hold, extras, extras_up, release_extras, extras_down, started)
-        else:
-            extras_up.set()
-            extras_down.set()
-        try:
-            async with contextlib.AsyncExitStack() as resources:
-                resources.callback(release_extras.set)  # after the objects are closed
-                resources.push_async_callback(close_objects, objects)
-                with anyio.CancelScope() as starting:  # a stop during start-up aborts it
-                    tg.start_soon(_cancel_when_set, stop, starting)
-                    config = await Config.open(config_dir, settings=SettingsStore(settings_client))
-                    objects.update(build_objects(config))
-                    await extras_up.wait()
-                    await connect_objects(objects)
-                if starting.cancelled_caught:
-                    log.info("start-up abandoned")
-                else:
-                    await _run_ready(args, stack, config, objects, config_dir, interactive, stop)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await settings_client.aclose()
-        await extras_down.wait()  # the extras stop in their own time, not cancelled
-        tg.cancel_scope.cancel()
-    return 1 if failures else 0
-
-
-async def _run_ready(
-    args: argparse.Namespace,
-    stack: RedisStack,
-    config: Config,
-    objects: dict[str, Any],
-    config_dir: Path,
-    interactive: bool,
-    stop: anyio.Event,
-) -> None:
-    """Everything is up: start the server (sessions, background tasks, writer, web app and
-    API: blissng.session.server), say so, then serve until ``stop`` (or the local shell
-    exits); leaving the server stops them in order before the devices are closed."""
-    from blissng.session.server import Server
-    from blissng.web.api import web_runner
-
-    server = Server(
-        config,
-        stack.urls,
-        state_dir=args.run_dir,
-        web=None if getattr(args, "no_web", False) else web_runner(args),
-        default_session=getattr(args, "default_session", "main"),
-    )
-    async with server:
-        # The local shell keeps its plain namespace until blissng.shell's local console
-        # attaches to a session (``blissng shell SESSION`` does, through the web app).
-        namespace: dict[str, Any] = {"config": config, "server": server, **objects}
-        await _serve_ready(args, stack, objects, config_dir, interactive, stop, namespace)
-
-
-async def _serve_ready(
-    args: argparse.Namespace,
-    stack: RedisStack,
-    objects: dict[str, Any],
-    config_dir: Path,
-    interactive: bool,
-    stop: anyio.Event,
-    namespace: dict[str, Any],
-) -> None:
-    log.info(
-        "ready in %.2f s: %d objects from %s; redis settings=%s data=%s",
-        _since_process_start(),
-        len(objects),
-        config_dir,
-        stack.urls.settings,
-        stack.urls.data,
-    )
-    if interactive:
-        # The web consoles route sys.stdin away from the process (blissng.shell.output); the
-        # local prompt reads this terminal.
-        if sys.__stdin__ is not None:
-            sys.stdin = sys.__stdin__
-        await run_local_shell(namespace, args, stop)
-    else:
-        await stop.wait()
-
-
-async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-async def _hold(
-    extras: Extras,
-    entered: anyio.Event,
-    release: anyio.Event,
-    done: anyio.Event,
-    started: float,
-) -> None:
-    """Enter ``extras()``, say so, and leave it only when released."""
-    try:
-        async with extras():
-            log.debug("extras started in %.3f s", time.perf_counter() - started)
-            entered.set()
-            await release.wait()
-    finally:
-        done.set()
-
-
-def _since_process_start() -> float:
-    """Seconds since this process was created (interpreter start and imports included)."""
-    import psutil
-
-    return time.time() - psutil.Process().create_time()
-
-
-def build_objects(config: Config) -> dict[str, Any]:
-    """Every object that builds; each failure logged as one line (the others still load)."""
-    objects = config.build_all()
-    for error in config.errors:
-        log.error("%s", error)
-    return objects
-
-
-async def connect_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> None:
-    """``await obj.connect()`` for every object that has one, concurrently, each with a
-    timeout; a failing device is logged and never prevents the others from connecting."""
-
-    async def connect(name: str, obj: Any) -> None:
-        try:
-            with anyio.fail_after(timeout):
-                await obj.connect()
-        except TimeoutError:
-            log.error("%s: connect() did not finish within %.1f s", name, timeout)
-        except Exception as exc:
-            log.error("%s: connect() failed: %s: %s", name, type(exc).__name__, exc)
-
-    async with anyio.create_task_group() as tg:
-        for name, obj in objects.items():
-            if callable(getattr(obj, "connect", None)) and not isinstance(obj, type):
-                tg.start_soon(connect, name, obj)
-
-
-async def close_objects(objects: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> None:
-    """``await obj.close()`` where there is one: shielded, concurrently, each with a timeout
-    (so stopping takes at most ``timeout`` whatever the devices do)."""
-
-    async def close(name: str, method: Callable[[], Any]) -> None:
-        try:
-            with anyio.fail_after(timeout):
-                result = method()
-                if hasattr(result, "__await__"):
-                    await result
-        except TimeoutError:
-            log.error("%s: close() did not finish within %.1f s", name, timeout)
-        except Exception as exc:
-            log.error("%s: close() failed: %s: %s", name, type(exc).__name__, exc)
-
-    with anyio.CancelScope(shield=True):
-        async with anyio.create_task_group() as tg:
-            for name, obj in objects.items():
-                method = getattr(obj, "close", None)
-                if callable(method) and not isinstance(obj, type):
-                    tg.start_soon(close, name, method)
-
-
-async def _on_signals(
-    stop: Callable[[], object],
-    signals: Sequence[signal.Signals],
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    with anyio.open_signal_receiver(*signals) as received:
-        task_status.started()
-        async for signum in received:
-            log.info("%s: stopping", signal.Signals(signum).name)
-            stop()
-            return
-
-
-async def _watch_redis(
-    stack: RedisStack,
-    stop: anyio.Event,
-    failures: list[str],
-    *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """An embedded server that dies stops everything with an error, rather than leaving every
-    Redis call to fail on its own. Checked at each SIGCHLD (any child's exit)."""
-    if not stack.embedded:
-        task_status.started()
-        return
-    with anyio.open_signal_receiver(signal.SIGCHLD) as received:
-        task_status.started()
-        async for _ in received:
-            for proc in stack.processes:
-                if proc.process.poll() is not None:
-                    failure = (
-                        f"redis-server ({proc.role}) exited with code "
-                        f"{proc.process.returncode}; see {proc.logfile}; stopping"
-                    )
-                    log.error("%s", failure)
-                    failures.append(failure)
-                    stop.set()
-                    return
-
-
-async def run_local_shell(
-    namespace: dict[str, Any], args: argparse.Namespace, stop: anyio.Event
-) -> None:
-    """A ptpython prompt on this terminal with the configuration's objects; ``await`` works.
-
-    Ends with Ctrl-D, or when ``stop`` is set (SIGTERM): then a running command is cancelled
-    and the prompt is asked to exit (not cancelled: ptpython's loop swallows cancellation
-    while it reads input, and would retry forever).
-
-    Ctrl-C (SIGINT) during a command cancels it: ptpython installs that handler around each
-    command, and removes it afterwards; between commands, a SIGINT only logs (it must not
-    stop the process). Until blissng.shell's local console takes over (with sessions), this
-    is the plain ptpython REPL on the event loop (asyncio).
-    """
-    import asyncio
-
-    from ptpython.repl import PythonRepl, embed
-
-    history = default_state_dir("history")
-    await anyio.to_thread.run_sync(lambda: history.mkdir(parents=True, exist_ok=True))
-    repls: list[PythonRepl] = []
-    shell = embed(
-        globals=namespace,
-        locals=namespace,
-        configure=repls.append,
-        history_filename=str(history / f"{args.command}.history"),
-        title=f"blissng {args.command}",
-        patch_stdout=True,
-        return_asyncio_coroutine=True,
-    )
-    assert shell is not None
-    (repl,) = repls
-    loop = asyncio.get_running_loop()
-
-    def idle_sigint() -> None:
-        log.info("Ctrl-C: no command is running (Ctrl-D leaves the shell)")
-
-    run_command = repl.run_and_show_expression_async
-    running: set[anyio.CancelScope] = set()  # the command being run, cancelled on stop
-
-    async def run_and_show(text: str) -> Any:
-        try:
-            with anyio.CancelScope() as scope:
-                if stop.is_set():
-                    scope.cancel()
-                running.add(scope)
-                try:
-                    return await run_command(text)
-                finally:
-                    running.discard(scope)
-        finally:  # ptpython removed its SIGINT handler: SIGINT between commands only logs
-            loop.add_signal_handler(signal.SIGINT, idle_sigint)
-
-    repl.run_and_show_expression_async = run_and_show  # type: ignore[method-assign]
-    loop.add_signal_handler(signal.SIGINT, idle_sigint)
-
-    async def exit_on_stop() -> None:
-        await stop.wait()
-
-        def read() -> str:  # no new prompt once stopping
-            raise EOFError
-
-        repl.read = read  # type: ignore[method-assign]
-        for scope in running:  # a running command is aborted (its cleanup still runs)
-            scope.cancel()
-        while True:  # the prompt runs in its own thread and loop: ask it there
-            app = repl.app
-            if app.is_running and app.loop is not None:
-                app.loop.call_soon_threadsafe(_exit_app, app)
-            await anyio.sleep(0.2)  # again, in case the prompt was just starting
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(exit_on_stop)
-            with anyio.CancelScope(shield=True):
-                await shell
-            tg.cancel_scope.cancel()
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGINT, _raise_stop)  # while stopping, as while starting
-
-
-def _exit_app(app: Any) -> None:
-    if app.is_running and not app.future.done():
-        app.exit(exception=EOFError())

@@ -6,38 +6,55 @@
 - :func:`blocking`: run a blocking call in a worker thread, one at a time per device, with a
   timeout, failing fast while a timed-out call still runs.
 - Errors: :class:`CommunicationError` and its subclasses :class:`CommTimeout`,
-  :class:`ProtocolError`, :class:`ConnectionLost`, :class:`DeviceBusy`, :class:`DeviceError`.
+  :class:`ProtocolError`, :class:`ConnectionLost`, :class:`DeviceBusy`, :class:`ErrorReply`.
 """
 
-from blissng.comm.blocking import blocking, stuck_calls
-from blissng.comm.connection import Connection
-from blissng.comm.errors import (
+from blissng.comm._blocking import blocking, stuck_calls
+from blissng.comm._connection import Connection
+from blissng.comm._errors import (
     CommTimeout,
     CommunicationError,
     ConnectionLost,
     DeviceBusy,
-    DeviceError,
+    ErrorReply,
     ProtocolError,
 )
-from blissng.comm.serial import SerialConnection
-from blissng.comm.tcp import TcpConnection, UnixConnection
-from blissng.comm.trace import debugoff, debugon
-from blissng.comm.url import connection_from_url
+from blissng.comm._serial import SerialConnection
+from blissng.comm._tcp import TcpConnection, UnixConnection
+from blissng.comm._trace import debugoff, debugon
+from blissng.comm._url import connection_from_url
+
+from ._addresses import (
+    SCHEME,
+    UnknownAddress,
+    env_name,
+    lookup_address,
+    register_simulators,
+    registered_simulators,
+    unregister_simulators,
+)
 
 __all__ = [
+    "SCHEME",
     "CommTimeout",
     "CommunicationError",
     "Connection",
     "ConnectionLost",
     "DeviceBusy",
-    "DeviceError",
+    "ErrorReply",
     "ProtocolError",
     "SerialConnection",
     "TcpConnection",
     "UnixConnection",
+    "UnknownAddress",
     "blocking",
     "connection_from_url",
     "debugoff",
     "debugon",
+    "env_name",
+    "lookup_address",
+    "register_simulators",
+    "registered_simulators",
     "stuck_calls",
+    "unregister_simulators",
 ]

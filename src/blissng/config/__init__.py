@@ -3,15 +3,17 @@
 See docs/configuration.md for the YAML layout and docs/architecture.md for the contract.
 """
 
-from .base import ConfigModel, Configurable
-from .classes import resolve_class
-from .config import Config, ConfigContext
-from .errors import ConfigError, Location
-from .registry import CLASSES
-from .tree import ObjectInfo, Section
+from ._base import ConfigModel, Configurable
+from ._classes import resolve_class
+from ._config import Config, ConfigContext
+from ._connecting import CONNECT_TIMEOUT, close_objects, connect_objects, failure_text
+from ._errors import ConfigError, Location
+from ._registry import CLASSES
+from ._tree import ObjectInfo, Section
 
 __all__ = [
     "CLASSES",
+    "CONNECT_TIMEOUT",
     "Config",
     "ConfigContext",
     "ConfigError",
@@ -20,5 +22,8 @@ __all__ = [
     "Location",
     "ObjectInfo",
     "Section",
+    "close_objects",
+    "connect_objects",
+    "failure_text",
     "resolve_class",
 ]

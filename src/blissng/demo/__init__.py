@@ -20,7 +20,7 @@ How the configuration finds the simulators
 Simulator servers get their pty paths and TCP ports at run time, so the YAML names them with
 ``url: sim://NAME`` (``motors``, ``scaler``, ``trigger``, ``mca``, ``camera``, ``good``,
 ``bad``: the standard names of ``blissng.sim.servers``). Such an address is resolved when
-the device *connects*, not when the configuration is read (``blissng.sim.addresses``):
+the device *connects*, not when the configuration is read (``blissng.sim.resolve_address``):
 
 1. from the URLs registered in the process, which :func:`start_simulators` does:
 
@@ -39,13 +39,13 @@ the device *connects*, not when the configuration is read (``blissng.sim.address
 Objects that need no simulator (``roby``, ``simct``...) work without any of this.
 """
 
-from blissng.sim.demo import (
+from blissng.sim import (
     SIMULATORS,
-    config_dir,
     run_simulators,
     simulator_environment,
     start_simulators,
 )
+from blissng.sim import demo_config_dir as config_dir
 
 __all__ = [
     "SIMULATORS",

@@ -1,11 +1,12 @@
 """blissng.health: the event-loop monitor (stalls and their culprits) and its figures."""
 
-from .loop_monitor import (
+from ._loop_monitor import (
     FrameInfo,
     LoopMonitor,
     LoopStats,
     Stall,
     current_monitor,
+    expected_stall,
     loop_monitor,
     loop_stats,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "LoopStats",
     "Stall",
     "current_monitor",
+    "expected_stall",
     "loop_monitor",
     "loop_stats",
 ]

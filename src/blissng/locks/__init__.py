@@ -1,16 +1,16 @@
-"""Device ownership: reentrant in-process locks and Redis leases across processes."""
+"""Device ownership: reentrant in-process locks and Redis leases across processes.
 
-from .holder import Holder, current_holder, holding_as, set_holder
-from .manager import (
+There is no process-wide lock manager: a :class:`LockManager` is made by its owner (the
+server, for its sessions) and passed to whoever takes locks (the scans, through their
+``ScanContext.locks``)."""
+
+from ._holder import Holder, current_holder, holding_as, set_holder
+from ._manager import (
     DeviceLocked,
     LockInfo,
     LockLost,
     LockManager,
-    device_lock,
-    force_unlock,
     lock_timeout,
-    locks,
-    lslock,
     waiting_for_locks,
 )
 
@@ -21,12 +21,8 @@ __all__ = [
     "LockLost",
     "LockManager",
     "current_holder",
-    "device_lock",
-    "force_unlock",
     "holding_as",
     "lock_timeout",
-    "locks",
-    "lslock",
     "set_holder",
     "waiting_for_locks",
 ]

@@ -10,38 +10,42 @@ Fixtures
                             and are never flushed by a test.
 ``config_dir``   (test)     an empty configuration directory.
 ``write_config`` (test)     ``write_config("motors.yml", text)`` writes a YAML file there.
+``load_config``  (test)     ``load_config()``: a ``Config`` of it; its objects closed after.
 
-Every test gets pytest-timeout's limit from the project configuration; the hypothesis profile
-``blissng`` has no deadline (a loaded CI machine is not a failing test).
+A beamline's configuration: ``blissng_config``, ``blissng_session``, ``scan_context``,
+``blissng_server``, ``blissng_client`` (docs/testing.md).
+
+Simulator fixtures: ``sims``, ``bad_device``, ``tango_sim`` and ``epics_ioc``; the Celery
+worker: ``celery_worker``.
+
+Helpers, offered by :mod:`blissng.testing`: ``wait_until``, ``RecordingSink``,
+``redis_scan_context``, ``clean_databases``...
+
+This module is pytest's entry point (``pytest11``): its path is named by the installed
+distribution's metadata, so it stays public; the fixtures live in the package's private
+modules and are registered here by import.
+
+The plugin changes no global setting of the projects that install blissng (no hypothesis
+profile, no timeout): those are each project's own choice.
 """
 
 from __future__ import annotations
 
-import itertools
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from blissng.redisdb import RedisStack, RedisUrls, start_redis
-from blissng.redisdb.server import DATABASES
 
-# Databases kept for session-scoped helpers: 0 (default) and the top few (Celery, ...).
-RESERVED_DBS = frozenset({0, DATABASES - 1, DATABASES - 2, DATABASES - 3})
-_TEST_DBS = [db for db in range(DATABASES) if db not in RESERVED_DBS]
-CELERY_DB = DATABASES - 1
+from ._beamline import add_options, close_built
+from ._databases import RESERVED_DBS, clean_databases
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    try:
-        from hypothesis import HealthCheck, settings
-    except ImportError:  # pragma: no cover - hypothesis is a dev extra
-        return
-    settings.register_profile(
-        "blissng", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-    )
-    settings.load_profile("blissng")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
 
 
 @pytest.fixture(scope="session")
@@ -55,22 +59,10 @@ def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisStack
         stack.stop()
 
 
-_db_cycle = itertools.cycle(_TEST_DBS)
-
-
 @pytest.fixture
 def redis_urls(redis_stack: RedisStack) -> RedisUrls:
     """A clean database of this test's own in each Redis server."""
-    import redis
-
-    urls = redis_stack.urls.with_db(next(_db_cycle))
-    for url in (urls.settings, urls.data):
-        client = redis.Redis.from_url(url)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-    return urls
+    return clean_databases(redis_stack)
 
 
 @pytest.fixture
@@ -79,6 +71,23 @@ def config_dir(tmp_path: Path) -> Path:
     path = tmp_path / "config"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+async def load_config(config_dir: Path) -> AsyncIterator[Callable[[], Any]]:
+    """``load_config()``: a ``Config`` of ``config_dir`` as written so far; every object it
+    built is closed after the test (anyio tests)."""
+    from blissng.config import Config
+
+    configs: list[Config] = []
+
+    def load() -> Config:
+        configs.append(Config(config_dir))
+        return configs[-1]
+
+    yield load
+    for config in configs:
+        await close_built(config)
 
 
 @pytest.fixture
@@ -94,5 +103,22 @@ def write_config(config_dir: Path) -> Callable[[str, str], Path]:
     return write
 
 
-from blissng.testing.celery import celery_worker  # noqa: E402, F401 - the workflows worker fixture
-from blissng.testing.simulators import bad_device, bad_device_session, sim_host_session, sims  # noqa: E402, F401
+from ._beamline import (  # noqa: E402, F401 - a beamline's own tests
+    blissng_client,
+    blissng_config,
+    blissng_server,
+    blissng_server_options,
+    blissng_session,
+    scan_context,
+)
+from ._celery import celery_worker  # noqa: E402, F401 - the workflows worker fixture
+from ._control_systems import (  # noqa: E402, F401
+    epics_ioc,
+    epics_ioc_session,
+    tango_sim,
+    tango_sim_session,
+)
+from ._simulators import bad_device, bad_device_session, sim_host_session, sims  # noqa: E402, F401
+
+# Beside the fixtures, what projects imported from the plugin before blissng.testing offered it.
+__all__ = ["RESERVED_DBS", "clean_databases"]

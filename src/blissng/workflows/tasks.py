@@ -4,7 +4,7 @@ They run in worker processes (local or Celery), never on the session's event loo
 use the async reader with ``anyio.run`` of their own. A Celery worker on another machine needs
 a data Redis URL it can reach (a TCP URL, not the session's unix socket).
 
-Inputs a scan trigger gives (see blissng.workflows.triggers): ``scan`` (the scan's key
+Inputs a scan trigger gives (see blissng.workflows._triggers): ``scan`` (the scan's key
 ``blissng:scan:<id>`` or its id) and ``redis_url`` (the data Redis).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 from ewokscore import Task
 
-from .fitting import fit_gaussian
+from ._fitting import fit_gaussian
 
 SCAN_KEY_PREFIX = "blissng:scan:"
 FINAL_STATES = ("stopped", "closed")

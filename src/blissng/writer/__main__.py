@@ -5,18 +5,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 import anyio
 
-from .service import run_writer
+from ._service import run_writer
 
 
-async def _main(redis_url: str, parent: int | None) -> None:
+async def _main(redis_url: str, parent: int | None, fs_timeout: float) -> None:
     async with anyio.create_task_group() as tg:
         if parent is not None:
             tg.start_soon(_exit_with_parent, parent, tg.cancel_scope)
-        await run_writer(redis_url)
+        tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        await run_writer(redis_url, fs_timeout=fs_timeout)
+        tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    """SIGTERM (the server stopping its writer) or SIGINT: stop in order, so that a scan the
+    data Redis lost is ended in its file and linked before the process exits."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logging.getLogger("blissng.writer").info("%s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
 
 
 async def _exit_with_parent(parent: int, scope: anyio.CancelScope) -> None:
@@ -43,13 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parent-pid", type=int, default=None, help="exit when this process (the server) dies"
     )
+    parser.add_argument(
+        "--fs-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a file-system call may take before its file system is reported stuck",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("blissng.writer").info("writer ready on %s", args.redis)
     try:
-        anyio.run(_main, args.redis, args.parent_pid)
+        anyio.run(_main, args.redis, args.parent_pid, args.fs_timeout)
     except KeyboardInterrupt:
         return 0
     return 0

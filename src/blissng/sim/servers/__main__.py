@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 
-from blissng.sim.servers.host import SimHostServer
-from blissng.sim.servers.spec import HostSpec
+from blissng.sim._process import announce_ready
+from blissng.sim.servers._host import SimHostServer
+from blissng.sim.servers._spec import HostSpec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,11 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = HostSpec.model_validate_json(text)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    def ready(info: dict[str, Any]) -> None:
-        sys.stdout.write("READY " + json.dumps(info) + "\n")
-        sys.stdout.flush()
-
-    anyio.run(SimHostServer(spec).run, ready, not options.no_stdin_watch)
+    anyio.run(SimHostServer(spec).run, announce_ready, not options.no_stdin_watch)
 
 
 if __name__ == "__main__":

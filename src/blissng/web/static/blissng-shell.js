@@ -4,7 +4,8 @@
 // (needed when the page is not served by the blissng server itself: another GUI embedding
 // the console; its origin must be on the server's --allow-origin list), mode ("control" or
 // "view"), console (an existing console id to attach to; default: the one this browser tab
-// used last for this session, so a reload reattaches).
+// used last for this session, so a reload reattaches), view-key (a watch link's key: watch
+// the given console read-only without the token).
 //
 // Events: "blissng-status" (detail: the console status), "blissng-closed" (detail: {code,
 // reason}). Protocol: docs/webshell.md.
@@ -58,7 +59,9 @@
     }
 
     get session() { return this.getAttribute("session"); }
-    get mode() { return this.getAttribute("mode") || "control"; }
+    get mode() {
+      return this.getAttribute("view-key") ? "view" : this.getAttribute("mode") || "control";
+    }
     get consoleId() { return this._consoleId; }
 
     _storageKey() { return "blissng-console:" + this.session; }
@@ -107,6 +110,8 @@
       if (this._consoleId) params.set("console", this._consoleId);
       const token = this.getAttribute("token");
       if (token) params.set("token", token);
+      const viewKey = this.getAttribute("view-key");
+      if (viewKey) params.set("view", viewKey);
       return `${proto}//${base.host}/ws/console/${encodeURIComponent(this.session)}?${params}`;
     }
 
