@@ -248,6 +248,60 @@ def test_the_leaves_of_a_task_groups_failure_in_order():
     assert sole_exception(group) is group and sole_exception(a) is a
 
 
+GROUP_CATCHERS = {"BaseException", "Exception", "BaseExceptionGroup", "ExceptionGroup"}
+
+
+def _plain_catches_around_task_groups(source: str) -> list[int]:
+    """Lines of ``try:`` blocks that open a task group and catch a named exception with a
+    plain ``except``: a task group raises even its body's single error as an exception group,
+    so that handler never runs (a closed websocket logged as a traceback, CI of stop 18).
+    ``except*``, or catching the group itself, is what works."""
+    found: list[int] = []
+    for node in ast.walk(ast.parse(source)):
+        if type(node) is not ast.Try:  # ast.TryStar is the right form
+            continue
+        opens_a_group = any(
+            isinstance(inner, ast.AsyncWith)
+            and any("task_group" in ast.unparse(item.context_expr) for item in inner.items)
+            for statement in node.body
+            for inner in ast.walk(statement)
+        )
+        caught = {
+            name
+            for handler in node.handlers
+            if handler.type is not None
+            for name in re.findall(r"[\w.]+", ast.unparse(handler.type))
+        }
+        if opens_a_group and caught - GROUP_CATCHERS:
+            found.append(node.lineno)
+    return found
+
+
+def test_no_plain_except_around_a_task_group():
+    found = [
+        f"{path.relative_to(SOURCE.parent)}:{line}"
+        for _, (path, _) in sorted(_modules().items())
+        for line in _plain_catches_around_task_groups(path.read_text())
+    ]
+    assert not found, f"use except* (a task group raises exception groups): {found}"
+
+
+def test_the_task_group_catch_check_finds_a_plain_except():
+    plain = (
+        "async def f():\n"
+        "    try:\n"
+        "        async with anyio.create_task_group() as tg:\n"
+        "            await send()\n"
+        "    except WebSocketDisconnect:\n"
+        "        pass\n"
+    )
+    assert _plain_catches_around_task_groups(plain) == [2]
+    starred = plain.replace("except WebSocketDisconnect", "except* WebSocketDisconnect")
+    assert _plain_catches_around_task_groups(starred) == []
+    group = plain.replace("except WebSocketDisconnect", "except BaseExceptionGroup")
+    assert _plain_catches_around_task_groups(group) == []
+
+
 THREAD_HELPER = "blissng.threads"
 WHY_NOT_THE_HELPER = "run_in_thread"  # the reason comment names the helper it does not use
 

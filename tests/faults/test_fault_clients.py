@@ -79,6 +79,30 @@ def test_bad_plot_requests_are_answered_with_an_error(demo_server: ServerProcess
     assert "Traceback" not in "\n".join(demo_server.lines())
 
 
+def test_a_plot_tab_that_closes_while_it_is_answered_ends_only_that_plot(
+    demo_server: ServerProcess,
+) -> None:
+    """A request and the closing frame in one TCP segment: the server answers a websocket that
+    is already closing, so the send fails inside the plot's task groups. That failure reached
+    the ASGI server as an exception group and was logged as a traceback (CI of stop 18, where
+    a hundred tabs closed at once while a scan streamed to them)."""
+    start = len(demo_server.lines())
+    with demo_server.client() as client:
+        client.run("demo", SCAN)
+        plot = _ws(demo_server, "/ws/plot/demo")
+        _receive(plot, "end")
+        plot.protocol.send_text(b'["spectrum", "mca:spectrum", 0]')
+        plot.protocol.send_close()
+        plot.socket.sendall(b"".join(plot.protocol.data_to_send()))  # both frames at once
+        plot.socket.settimeout(30)
+        while plot.socket.recv(65536):  # until the server closes its end
+            pass
+        plot.socket.close()
+        assert client.run("demo", "1 + 1")["result"] == "2"
+    lines = demo_server.lines()[start:]
+    assert not [line for line in lines if "Traceback" in line], "\n".join(lines)[-6000:]
+
+
 # ---------------------------------------------------------------------------- the API
 
 

@@ -347,8 +347,8 @@ class Api:
                         if wanted and event.get("session") not in (None, wanted):
                             continue
                         await websocket.send_json(event)
-            except (WebSocketDisconnect, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
+            except* (WebSocketDisconnect, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # the client went away, even mid-send: a task group raises it as a group
 
     @contextlib.contextmanager
     def _positions_watched(self) -> Iterator[None]:

@@ -382,10 +382,8 @@ async def serve_plot(
             if plot is not None:
                 tg.start_soon(_send_selections, sender, plot, followed)
             await _follow(sender, store, session, followed, plot)
-    except WebSocketDisconnect:
-        pass
-    except (OSError, RuntimeError):
-        pass
+    except* (WebSocketDisconnect, OSError, RuntimeError):
+        pass  # the tab went away, even while a batch was being sent: only this plot ends
 
 
 __all__ = ["describe_scan", "serve_plot"]
