@@ -38,10 +38,12 @@ BEAMLINE = """
 - name: mca
   class: SimMca
   url: sim://mca
+  timeout: 10  # the simulator shares two cores with the whole suite
   nbins: 1024
 - name: camera
   class: SimCamera
   url: sim://camera
+  timeout: 10
 """
 
 

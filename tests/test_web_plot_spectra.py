@@ -23,6 +23,7 @@ CONFIG = """
 - name: mca
   class: SimMca
   url: sim://mca
+  timeout: 10  # the simulator shares two cores with the whole suite
   nbins: 1024
 """
 
@@ -84,6 +85,7 @@ CAMERA_CONFIG = """
 - name: camera
   class: SimCamera
   url: sim://camera
+  timeout: 10
 """
 
 
