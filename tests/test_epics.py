@@ -125,7 +125,9 @@ async def test_ioc_killed_mid_move_then_recovery(load, write_config, epics_ioc):
     em = load().get("em")
     await em.connect()
     await em.move(5, wait=False)
-    await anyio.sleep(0.3)
+    with anyio.fail_after(20):  # killed while the IOC moves it (2.5 s at 2 mm/s)
+        while await caget("SIM:m1.RBV") < 0.2:
+            await anyio.sleep(0.02)  # another process moves it: nothing to wait on
     epics_ioc.kill()
     with anyio.fail_after(20):
         with pytest.raises(EpicsDisconnected, match=r"em: waiting for SIM:m1\.\w+ failed: "):
