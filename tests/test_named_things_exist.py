@@ -101,3 +101,51 @@ def test_every_source_file_the_docs_name_exists():
         and not any((base / path).exists() for base in (ROOT, ROOT / "src", SOURCE))
     }
     assert not missing, f"files the docs name that are not there: {sorted(missing)}"
+
+
+TEST_REFERENCE = re.compile(r"([\w/]*test_\w+\.py)?::(test_\w+)")
+
+
+def _named_tests(text: str) -> list[tuple[str, str]]:
+    """``(file, test)`` for each ``tests/x/test_a.py::test_b`` of ``text``; a bare
+    ``::test_c`` (the next test of one table cell) belongs to the file named before it."""
+    found: list[tuple[str, str]] = []
+    current = ""
+    for file, test in TEST_REFERENCE.findall(text):
+        current = file or current
+        found.append((current, test))
+    return found
+
+
+def _test_defined(file: str, test: str) -> bool:
+    tests = ROOT / "tests"
+    candidates = [ROOT / file] if file.startswith("tests/") else list(tests.rglob(Path(file).name))
+    pattern = re.compile(rf"^\s*(?:async\s+)?def {test}\(", re.MULTILINE)
+    return any(path.exists() and pattern.search(path.read_text()) for path in candidates)
+
+
+def test_every_test_the_docs_name_exists():
+    """docs/reliability.md names the test behind each promise; a renamed test must not leave
+    a promise that nothing shows."""
+    named = [
+        (doc.relative_to(ROOT), file, test)
+        for doc, text in _texts().items()
+        if doc.suffix == ".md"
+        for file, test in _named_tests(text)
+    ]
+    assert len(named) > 40  # the reliability table alone names more
+    missing = [
+        f"{file}::{test} (in {doc})" for doc, file, test in named if not _test_defined(file, test)
+    ]
+    assert not missing, f"tests the docs name that do not exist: {missing}"
+
+
+def test_the_test_finder_follows_a_cell_of_several_tests():
+    cell = "`tests/test_a.py::test_one`, `::test_two`; `test_b.py::test_three`"
+    assert _named_tests(cell) == [
+        ("tests/test_a.py", "test_one"),
+        ("tests/test_a.py", "test_two"),
+        ("test_b.py", "test_three"),
+    ]
+    assert not _test_defined("test_named_things_exist.py", "test_nothing_of_that_name")
+    assert _test_defined("test_named_things_exist.py", "test_every_test_the_docs_name_exists")
