@@ -72,3 +72,10 @@ def test_a_loss_found_again_by_a_writer_that_took_over_is_listed_once():
     first, data = _points(gatherer)
     assert first == 2 and len(data) == 3 and np.isnan(data).all()
     assert gatherer.lost == {"c": [(0, 5)]}
+
+
+def test_lost_ranges_that_overlap_or_touch_are_listed_as_their_union():
+    gatherer = Gatherer(lambda *loss: None)
+    gatherer.list_lost("c", [(10, 20), (0, 5)])  # an earlier writer's, out of order
+    gatherer.list_lost("c", [(3, 8), (20, 25), (40, 41)])  # found again, partly
+    assert gatherer.lost == {"c": [(0, 8), (10, 25), (40, 41)]}

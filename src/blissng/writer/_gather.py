@@ -135,11 +135,15 @@ class Gatherer:
 
     def list_lost(self, channel: str, ranges: Iterable[tuple[int, int]]) -> None:
         """Points ``[start, stop)`` of ``channel`` are filler (found here, or by a writer of
-        the scan before this one): each range listed once."""
-        listed = self.lost.setdefault(channel, [])
-        for start, stop in ranges:
-            if not any(first <= start and stop <= end for first, end in listed):
-                listed.append((start, stop))
+        the scan before this one): kept as the sorted union of disjoint ranges, so a point
+        found lost twice is listed once, however the two ranges overlap."""
+        merged: list[tuple[int, int]] = []
+        for start, stop in sorted([*self.lost.get(channel, []), *ranges]):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+            else:
+                merged.append((start, stop))
+        self.lost[channel] = merged
 
     def lose(self, stream: Stream, start: int, stop: int) -> None:
         """Points ``start..stop-1`` are neither in the file nor in Redis any more (a writer
