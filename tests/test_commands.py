@@ -193,6 +193,13 @@ def test_wu_and_wa_show_user_and_dial_positions(server: ServerThread) -> None:
         assert re.search(r"1\.2500\s+-2\.0000", out)
         out = no_error(tab.run("wa()", timeout=30))
         assert "dial" in out and len(re.findall(r"1\.2500\s+-2\.0000", out)) == 2
+        assert "Out [" not in out  # the table alone, as in BLISS: not the positions again
+        out = no_error(tab.run("wm(m1)", timeout=30))
+        assert "Current" in out and "Out [" not in out
+        out = no_error(tab.run("positions = wa()", timeout=30))
+        assert "Current Positions" in out and "Out [" not in out
+        assert re.search(r"Out \[\d+\]: \{'m1': 1\.25, 'm2': -2\.0", tab.run("positions"))
+        assert re.search(r"Out \[\d+\]: 1\.25$", tab.run("wu()['m1']", timeout=30), re.M)
 
 
 # ---------------------------------------------------------------------------- scans

@@ -18,12 +18,14 @@ from typing import Any
 from ._alignment import cen, com, fwhm, goto_cen, goto_com, goto_peak, peak, where
 from ._arguments import ScanArgumentError
 from ._bridge import (
+    PRINTS_ITS_RESULT,
     CommandCalledWithoutLoop,
     ThreadInterrupter,
     command,
     current_interrupter,
     is_coroutine_function,
     on_event_loop_thread,
+    prints_its_result,
     routed_sleep,
     run_blocking,
 )
@@ -108,6 +110,7 @@ __all__ = [
     "DATA_POLICY_COMMANDS",
     "LISTING_COMMANDS",
     "MOTOR_COMMANDS",
+    "PRINTS_ITS_RESULT",
     "SCAN_COMMANDS",
     "AlignmentError",
     "CommandCalledWithoutLoop",
@@ -186,6 +189,7 @@ __all__ = [
     "plotinit",
     "plotselect",
     "pointscan",
+    "prints_its_result",
     "read_scan_data",
     "routed_sleep",
     "run_blocking",

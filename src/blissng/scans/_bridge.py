@@ -61,6 +61,7 @@ from ._hop import run_from_thread
 
 P = ParamSpec("P")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CommandCalledWithoutLoop(BlissngError, RuntimeError):
@@ -136,6 +137,17 @@ def command(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Any]:
     wrapper.aio = func  # type: ignore[attr-defined]
     wrapper.__blissng_command__ = True  # type: ignore[attr-defined]
     return wrapper
+
+
+PRINTS_ITS_RESULT = "__blissng_prints_result__"
+
+
+def prints_its_result(func: F) -> F:
+    """Mark a command that prints its result (``wa()``: a table, returning the positions):
+    typed as a console's whole input, its value is not shown again as ``Out [n]: {...}``
+    (BLISS's ``wa()`` shows the table alone). ``p = wa(); p`` still shows the value."""
+    setattr(func, PRINTS_ITS_RESULT, True)
+    return func
 
 
 def is_coroutine_function(func: Any) -> bool:

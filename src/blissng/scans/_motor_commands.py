@@ -21,7 +21,7 @@ import anyio
 from blissng.devices import AcquisitionParameters, Axis, Group
 from blissng.errors import BlissngError
 
-from ._bridge import command
+from ._bridge import command, prints_its_result
 from ._context import ScanContext, current_context
 from ._counter_selection import expand_counters, group_by_controller
 from ._groups import first_error
@@ -249,6 +249,7 @@ async def _where(show_dial: bool) -> dict[str, float | Exception]:
     return positions
 
 
+@prints_its_result
 @command
 async def wa() -> dict[str, float | Exception]:
     """Where all: every motor of the session, user and dial positions (``!ERR`` for a motor
@@ -256,6 +257,7 @@ async def wa() -> dict[str, float | Exception]:
     return await _where(show_dial=True)
 
 
+@prints_its_result
 @command
 async def wu() -> dict[str, float | Exception]:
     """Where user: every motor of the session, user positions."""
@@ -266,6 +268,7 @@ def _fmt_pos(value: float | Exception) -> str:
     return "!ERR" if isinstance(value, Exception) else f"{value:.4f}"
 
 
+@prints_its_result
 @command
 async def wm(*motors: Any) -> dict[str, dict[str, Any]]:
     """Where motors: user and dial positions, limits, offset of each given motor."""

@@ -73,8 +73,9 @@ class RunningCommand:
     ``state`` is pending, running, done, failed or cancelled. ``result`` is the value of the
     final expression (``has_result`` says whether there was one), ``error`` what it raised
     (a cancelled command: :class:`~blissng.errors.Aborted`), ``output`` what it printed (the
-    last :data:`MAX_OUTPUT` characters). The command is also a text stream (``write``), the
-    output of the scans it runs.
+    last :data:`MAX_OUTPUT` characters); ``result_printed``: the command printed its result
+    already (``wa()``), a console does not show it again. The command is also a text stream
+    (``write``), the output of the scans it runs.
     """
 
     def __init__(self, text: str, *, origin: str = "session", output: Output | None = None):
@@ -84,6 +85,7 @@ class RunningCommand:
         self.state = "pending"
         self.result: Any = None
         self.has_result = False
+        self.result_printed = False
         self.error: BaseException | None = None
         self.start_time = time.time()
         self.end_time: float | None = None
@@ -380,6 +382,7 @@ class CommandRunner:
         else:
             if has_result:
                 self.namespace["_"] = result
+            cmd.result_printed = bool(getattr(code, "result_printed", False))
             cmd.finish("done", result=result, has_result=has_result)
         self._retire(cmd)
         if show_errors and cmd.target is not None and cmd.state != "done":

@@ -20,6 +20,8 @@ import traceback
 from types import CodeType, TracebackType
 from typing import Any
 
+from blissng.scans import PRINTS_ITS_RESULT
+
 FILENAME = "<stdin>"  # what tracebacks call typed code (last_error() starts there)
 
 
@@ -55,12 +57,31 @@ def is_coroutine_code(code: CodeType | None) -> bool:
     return code is not None and bool(code.co_flags & inspect.CO_COROUTINE)
 
 
+def final_callee(text: str) -> str | None:
+    """``wa`` for input whose final expression is a call of a plain name (``wa()``)."""
+    try:
+        tree = ast.parse(text, FILENAME, "exec")
+    except SyntaxError:
+        return None
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+        func = last.value.func
+        if isinstance(func, ast.Name):
+            return func.id
+    return None
+
+
 class Source:
-    """Typed code, compiled by the rule above, runnable in a thread or on the loop."""
+    """Typed code, compiled by the rule above, runnable in a thread or on the loop.
+
+    ``result_printed``: the final expression was a call of a command that prints its result
+    itself (``wa()`` prints a table and returns the positions): a console shows it once, not
+    also as ``Out [n]: {...}``. The value is the result all the same (``_``, the API)."""
 
     def __init__(self, text: str, namespace: dict[str, Any]) -> None:
         self.namespace = namespace
         self.shell: str | None = None
+        self.result_printed = False
         stripped = text.strip()
         if stripped.startswith("!"):
             self.shell = stripped[1:]
@@ -69,6 +90,14 @@ class Source:
             return
         self.body, self.last = compile_input(text, future_flags(namespace))
         self.is_async = is_coroutine_code(self.body) or is_coroutine_code(self.last)
+        self._callee = final_callee(text) if self.last is not None else None
+
+    def _final_value(self) -> Any:
+        """Evaluate the final expression, noting whether its callee prints the result."""
+        if self._callee is not None:
+            callee = self.namespace.get(self._callee)
+            self.result_printed = bool(getattr(callee, PRINTS_ITS_RESULT, False))
+        return eval(self.last, self.namespace)  # type: ignore[arg-type]
 
     def run_in_thread(self) -> tuple[bool, Any]:
         if self.shell is not None or self.body is None:
@@ -77,7 +106,7 @@ class Source:
         exec(self.body, self.namespace)
         if self.last is None:
             return False, None
-        return True, eval(self.last, self.namespace)
+        return True, self._final_value()
 
     async def run_on_loop(self) -> tuple[bool, Any]:
         """Input with a top-level ``await`` (a blocking call in it blocks the loop, like any
@@ -87,7 +116,7 @@ class Source:
             await outcome
         if self.last is None:
             return False, None
-        result = eval(self.last, self.namespace)
+        result = self._final_value()
         if is_coroutine_code(self.last):
             result = await result
         return True, result

@@ -449,7 +449,7 @@ class Console:
                 raise cmd.error
             self._show_error(cmd.error)
         else:
-            if cmd.has_result and cmd.result is not None:
+            if cmd.has_result and cmd.result is not None and not cmd.result_printed:
                 try:
                     await run_in_thread(self._show_result, repl, cmd.result)
                 except Exception as exc:
