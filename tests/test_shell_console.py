@@ -163,3 +163,18 @@ async def test_the_sessions_own_output_reaches_its_consoles(tmp_path: Path) -> N
         with anyio.fail_after(10):
             while "from the API" not in console.feed.read(start)[0]:
                 await console.feed.wait_beyond(console.feed.end)
+
+
+async def test_consoles_share_one_set_of_code_styles_built_off_the_loop(tmp_path: Path) -> None:
+    """Each ptpython REPL built a style from every Pygments style on the event loop (12-80 ms
+    per tab attached); they are built once, in a worker thread, and shared."""
+    async with SimpleSession("styles") as session, ShellHub(log_dir=tmp_path) as hub:
+        consoles = await hub.add_session(session)
+        first, second = await consoles.open(), await consoles.open()
+        assert first.repl is not None and second.repl is not None
+        assert first.repl.code_styles is not second.repl.code_styles  # each its own dict
+        assert len(first.repl.code_styles) > 20
+        for name, style in first.repl.code_styles.items():
+            assert second.repl.code_styles[name] is style  # the same style objects
+        first.close()
+        second.close()

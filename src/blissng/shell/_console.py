@@ -46,6 +46,7 @@ from blissng.threads import run_in_thread
 from ._builtins import current_console
 from ._completion import pause_before_jedi, redraw_only_for_a_suggestion
 from ._feed import TerminalFeed
+from ._styles import share_code_styles
 
 if TYPE_CHECKING:
     from ._hub import SessionConsoles
@@ -185,6 +186,7 @@ class Console:
         """The console's task: its REPL loop, input pump and background-output printer."""
         self.feed.bind_loop()
         try:
+            await share_code_styles()  # not built on the loop for each console
             with create_pipe_input() as pipe_input:
                 self._input = pipe_input
                 os.set_blocking(pipe_input.pipe.write_fd, False)  # type: ignore[attr-defined]
