@@ -40,7 +40,6 @@ import math
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -168,35 +167,19 @@ def shared_ioc(directory: Path) -> Iterator[EpicsSimIoc]:
                 _shared = None
 
 
-_repeater: threading.Thread | None = None
+_repeater_port: int | None = None
 
 
 def _start_repeater() -> None:
-    """A CA repeater on 127.0.0.1 (``EPICS_CA_REPEATER_PORT``), once per process.
+    """A CA repeater on 127.0.0.1 (``EPICS_CA_REPEATER_PORT``), once per process, before
+    libca first looks for one (it outlives an IOC that a test kills and restarts)."""
+    global _repeater_port
+    from ._ca_repeater import start_repeater  # caproto: loaded when an IOC starts
 
-    When libca finds no repeater on its port, it forks ``caRepeater``; where that program is
-    not installed (a pip install), the forked child exits and stays a zombie of this process.
-    caproto's repeater, in a daemon thread of this process, holds the port instead (and
-    outlives an IOC that a test kills and restarts).
-    """
-    global _repeater
-    if _repeater is not None and _repeater.is_alive():
-        return
-    from caproto.sync.repeater import run
-
-    _repeater = threading.Thread(
-        target=run, kwargs={"host": "127.0.0.1"}, name="blissng CA repeater", daemon=True
-    )
-    _repeater.start()
     port = int(os.environ["EPICS_CA_REPEATER_PORT"])
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:  # held before libca first looks (its own bind fails)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.01)
+    if _repeater_port != port:
+        start_repeater(port)
+        _repeater_port = port
 
 
 # ------------------------------------------------------------------------------ the IOC
