@@ -122,7 +122,9 @@ class ScanTable:
         self.labels = {
             c: names[c] + (f"[{self.units[c]}]" if self.units[c] else "") for c in self.columns
         }
-        self.width = max([10, *(len(self.labels[c]) for c in self.columns)]) + 2
+        # Each column as wide as its own label (at least 10), not all as wide as the widest:
+        # one long name (elapsed_time[s]) no longer widens every column past the terminal.
+        self.widths = [max(10, len(self.labels[c])) + 2 for c in self.columns]
         self._data: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
         self._lengths = dict.fromkeys(self.columns, 0)
         self._printed = 0
@@ -132,7 +134,7 @@ class ScanTable:
         self.line_limit = columns_limit or terminal_columns(output)
         self._chunks = self._wrap(self.line_limit)
         self._formats = [
-            ("{:>6}" if i == 0 else " " * 6) + f"{{:>{self.width}}}" * len(chunk)
+            ("{:>6}" if i == 0 else " " * 6) + "".join(f"{{:>{self.widths[c]}}}" for c in chunk)
             for i, chunk in enumerate(self._chunks)
         ]
         self.progress_shown = _is_terminal(output)
@@ -146,13 +148,19 @@ class ScanTable:
 
     def _wrap(self, limit: int | None) -> list[list[int]]:
         """Column indices of each line of a row: one line, or several when it is too wide."""
-        indices = list(range(len(self.columns)))
-        if not indices:
+        if not self.columns:
             return [[]]
-        per_line = len(indices)
-        if limit is not None:
-            per_line = max(1, (limit - 6) // self.width)
-        return [indices[i : i + per_line] for i in range(0, len(indices), per_line)]
+        if limit is None:
+            return [list(range(len(self.columns)))]
+        lines: list[list[int]] = [[]]
+        used = 6  # the point's index
+        for index, width in enumerate(self.widths):
+            if lines[-1] and used + width > limit:
+                lines.append([])
+                used = 6
+            lines[-1].append(index)
+            used += width
+        return lines
 
     @property
     def wrapped(self) -> bool:
@@ -165,7 +173,7 @@ class ScanTable:
             return
         lines = [
             ("     #" if i == 0 else " " * 6)
-            + "".join(f"{self.labels[self.columns[c]]:>{self.width}}" for c in chunk)
+            + "".join(f"{self.labels[self.columns[c]]:>{self.widths[c]}}" for c in chunk)
             for i, chunk in enumerate(self._chunks)
         ]
         note = ""
