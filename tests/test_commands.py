@@ -234,6 +234,34 @@ def test_a3_to_a5_and_d3_to_d5_scans(server: ServerThread) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_scan_beyond_the_limits_is_refused_before_anything_moves(server: ServerThread) -> None:
+    """m1's limits are [-50, 50]: the scan used to run its first points, then fail at the
+    first point outside them, with a partial file."""
+    with open_console(server) as tab:
+        tab.run("mv(m1, 0)", timeout=30)
+        last_scan = "SCANS[-1].number if SCANS else 0"
+        before = _value(tab.run(last_scan))
+        out = tab.run("ascan(m1, 0, 100, 10, 0, sim)", timeout=30)
+        assert (
+            "LimitError: m1: ascan refused: it would take m1 to 100, outside its software "
+            "limits [-50, 50]; nothing moved" in out
+        ), out
+        assert "Scan " not in out and "points" not in out  # no scan started
+        assert _value(tab.run("m1.position")) == "0.0"
+        assert _value(tab.run(last_scan)) == before
+        out = tab.run("dscan(m1, -60, 1, 4, 0, sim)", timeout=30)  # relative: from 0 to -60
+        assert "dscan refused: it would take m1 to -60" in out, out
+        assert "Finished: 5/5 points" in no_error(tab.run("ascan(m1, -50, 50, 4, 0, sim)", 30))
+
+
+def _value(out: str) -> str:
+    """What a console showed as ``Out [n]: ...``."""
+    shown = re.search(r"Out \[\d+\]: (.*)", out)
+    assert shown is not None, out
+    return shown.group(1).strip()
+
+
+@pytest.mark.timeout(120)
 def test_bliss_scan_keywords_are_accepted(server: ServerThread, urls: RedisUrls) -> None:
     import json
 

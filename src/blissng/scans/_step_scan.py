@@ -18,6 +18,7 @@ from blissng.acquisition import (
     MotorStepMaster,
     SoftwareTimerMaster,
 )
+from blissng.devices import LimitError
 
 from ._arguments import (
     ScanArgumentError,
@@ -134,6 +135,31 @@ async def current_positions(motors: Sequence[Any]) -> list[float]:
     return positions
 
 
+def check_trajectory_limits(motions: Sequence[tuple[Any, Any]], command_name: str) -> None:
+    """Refuse a scan that would take a motor outside its software limits, before anything
+    moves: BLISS checks the whole trajectory first, where a night's scan would otherwise run
+    its first points, then fail half-way with a partial file."""
+    for motor, positions in motions:
+        check = getattr(motor, "check_limits", None)
+        values = np.asarray(positions, dtype=float)
+        if check is None or values.size == 0:
+            continue
+        for value in (values.min(), values.max()):
+            try:
+                check(float(value))
+            except LimitError as exc:
+                raise LimitError(
+                    motor.name,
+                    f"{command_name} refused: it would take {motor.name} to {value:g}, "
+                    f"outside its software limits {_limits_text(motor)}; nothing moved",
+                ) from exc
+
+
+def _limits_text(motor: Any) -> str:
+    low, high = getattr(motor, "limits", (None, None))
+    return f"[{low:g}, {high:g}]" if low is not None and high is not None else "(see wm())"
+
+
 async def _make_and_run(
     command_name: str,
     motions: Sequence[tuple[Any, np.ndarray]],
@@ -146,6 +172,7 @@ async def _make_and_run(
 ) -> Scan:
     check_keywords(kw, command_name)
     check_distinct([m for m, _ in motions], command_name)
+    check_trajectory_limits(motions, command_name)
     counter_list = scan_counters(counters, command_name)
     npoints = len(motions[0][1])
     chain = build_chain(
