@@ -248,6 +248,7 @@ def test_a_scan_beyond_the_limits_is_refused_before_anything_moves(server: Serve
         ), out
         assert "Scan " not in out and "points" not in out  # no scan started
         assert _value(tab.run("m1.position")) == "0.0"
+        assert "\nREADY (Axis is READY)\n" in tab.run("m1.state")  # as BLISS shows it
         assert _value(tab.run(last_scan)) == before
         out = tab.run("dscan(m1, -60, 1, 4, 0, sim)", timeout=30)  # relative: from 0 to -60
         assert "dscan refused: it would take m1 to -60" in out, out

@@ -62,12 +62,28 @@ STOP_DEADLINE = 10.0  # seconds a cancelled move may take to stop the axis
 
 
 class AxisState(enum.Enum):
+    """What an axis is doing; at a console ``m1.state`` reads ``READY (Axis is READY)``, as
+    in BLISS."""
+
     READY = "READY"
     MOVING = "MOVING"
     LIMPOS = "LIMPOS"  # on the positive hardware limit switch
     LIMNEG = "LIMNEG"  # on the negative hardware limit switch
     FAULT = "FAULT"
     DISABLED = "DISABLED"
+
+    def __info__(self) -> str:
+        return f"{self.value} ({_STATE_MEANINGS[self]})"
+
+
+_STATE_MEANINGS = {
+    AxisState.READY: "Axis is READY",
+    AxisState.MOVING: "Axis is MOVING",
+    AxisState.LIMPOS: "Hardware high limit active",
+    AxisState.LIMNEG: "Hardware low limit active",
+    AxisState.FAULT: "Axis reports a fault",
+    AxisState.DISABLED: "Axis is disabled",
+}
 
 
 def _nonzero_steps(value: float) -> float:
