@@ -41,8 +41,16 @@ def future_flags(namespace: dict[str, Any]) -> int:
 def compile_input(text: str, flags: int = 0) -> tuple[CodeType, CodeType | None]:
     """Statements to exec and, when the input ends with an expression, that expression to
     eval (its value is the result: ``x = 2; x * 3`` gives 6). Raises SyntaxError."""
+    return _compile_tree(_parse(text), flags)
+
+
+def _parse(text: str) -> ast.Module:
+    return ast.parse(text, FILENAME, "exec", type_comments=False)
+
+
+def _compile_tree(tree: ast.Module, flags: int) -> tuple[CodeType, CodeType | None]:
+    """:func:`compile_input` of a parsed input (its final expression is taken out of it)."""
     flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    tree = ast.parse(text, FILENAME, "exec", type_comments=False)
     last: CodeType | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         statement = tree.body.pop()
@@ -57,12 +65,8 @@ def is_coroutine_code(code: CodeType | None) -> bool:
     return code is not None and bool(code.co_flags & inspect.CO_COROUTINE)
 
 
-def final_callee(text: str) -> str | None:
+def _final_callee(tree: ast.Module) -> str | None:
     """``wa`` for input whose final expression is a call of a plain name (``wa()``)."""
-    try:
-        tree = ast.parse(text, FILENAME, "exec")
-    except SyntaxError:
-        return None
     last = tree.body[-1] if tree.body else None
     if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
         func = last.value.func
@@ -88,9 +92,10 @@ class Source:
             self.body, self.last = None, None
             self.is_async = False
             return
-        self.body, self.last = compile_input(text, future_flags(namespace))
+        tree = _parse(text)  # once: the callee is read before the tree is compiled
+        self._callee = _final_callee(tree)
+        self.body, self.last = _compile_tree(tree, future_flags(namespace))
         self.is_async = is_coroutine_code(self.body) or is_coroutine_code(self.last)
-        self._callee = final_callee(text) if self.last is not None else None
 
     def _final_value(self) -> Any:
         """Evaluate the final expression, noting whether its callee prints the result."""

@@ -30,7 +30,8 @@ def _code_styles() -> dict[str, BaseStyle]:
 async def share_code_styles() -> None:
     """Build the styles in a worker thread (once), and have every ``PythonRepl`` created
     after this take them instead of building its own."""
-    await run_in_thread(_built_once, what="building ptpython's code styles")
+    if _built_once.cache_info().currsize == 0:  # the first console of the process
+        await run_in_thread(_built_once, what="building ptpython's code styles")
     # ptpython internals: python_input calls the function by this module-level name.
     ptpython.python_input.get_all_code_styles = _code_styles
 
