@@ -362,6 +362,19 @@ class ScanFollower:
         raise AssertionError(f"scan {scan_id} not closed within {timeout} s: {self.errors}")
 
 
+def wait_written(url: str, scan_id: str, timeout: float = 120.0) -> None:
+    """Wait until the writer (another process) acknowledges ``scan_id`` written, reading the
+    ack hash in the data Redis at ``url`` with a plain client."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while client.hget(f"blissng:scan:{scan_id}:ack", "written") != b"1":
+            assert time.monotonic() < deadline, client.hgetall(f"blissng:scan:{scan_id}:ack")
+            time.sleep(0.1)  # the writer is another process: nothing to wait on here
+    finally:
+        client.close()
+
+
 def read_scan_file(document: dict[str, Any]) -> dict[str, np.ndarray]:
     """The measurement datasets of a scan's entry in its own file (written by the writer),
     by channel name (datasets are named by the channels' labels)."""

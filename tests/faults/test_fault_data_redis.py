@@ -18,7 +18,13 @@ import redis
 
 from beamlines import MOCKUP_BEAMLINE
 from blissng.redisdb import RedisProcess, start_one, url_with_db
-from serverkit import ScanFollower, ServerProcess, assert_file_matches, start_server
+from serverkit import (
+    ScanFollower,
+    ServerProcess,
+    assert_file_matches,
+    start_server,
+    wait_written,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -55,17 +61,6 @@ def _restart(holder: dict) -> float:
     return time.monotonic() - killed
 
 
-def _written(url: str, scan_id: str, timeout: float = 120.0) -> None:
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while client.hget(f"blissng:scan:{scan_id}:ack", "written") != b"1":
-            assert time.monotonic() < deadline, client.hgetall(f"blissng:scan:{scan_id}:ack")
-            time.sleep(0.1)  # the writer is another process
-    finally:
-        client.close()
-
-
 def test_an_external_data_redis_restarted_mid_scan(external: dict) -> None:
     server: ServerProcess = external["server"]
     with server.client() as client:
@@ -83,7 +78,7 @@ def test_an_external_data_redis_restarted_mid_scan(external: dict) -> None:
             scan = follower.wait_closed(scan_id)
             closed = scan["states"][-1]
             assert (closed["end_reason"], closed["error"]) == ("success", ""), closed
-            _written(data_url, scan_id)
+            wait_written(data_url, scan_id)
             assert follower.errors == [] or all("Connection" in e for e in follower.errors)
             assert_file_matches(follower, scan_id)
             assert len(follower.points(scan_id, "axis:m1")) == 151  # 150 intervals
@@ -118,7 +113,7 @@ def test_the_settings_redis_restarted_during_a_session(external: dict) -> None:
             assert result["result"] == "'done'", result
             [scan_id] = follower.scans
             follower.wait_closed(scan_id)
-            _written(urls["data"], scan_id)
+            wait_written(urls["data"], scan_id)
             assert_file_matches(follower, scan_id)
     log = server.lines()[start:]
     assert not [line for line in log if "blissng: error" in line or "Traceback" in line], log

@@ -20,7 +20,13 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from serverkit import ScanFollower, ServerProcess, assert_file_matches, start_server
+from serverkit import (
+    ScanFollower,
+    ServerProcess,
+    assert_file_matches,
+    start_server,
+    wait_written,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -143,21 +149,8 @@ def test_connections_that_exhaust_the_descriptors_do_not_end_the_server(small: S
             assert ended["state"] == "done", ended
             scan_id = ended["scan"]["scan_id"]
             follower.wait_closed(scan_id)
-            _written(data_url, scan_id)
+            wait_written(data_url, scan_id)
             assert_file_matches(follower, scan_id)
-
-
-def _written(url: str, scan_id: str, timeout: float = 120.0) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while client.hget(f"blissng:scan:{scan_id}:ack", "written") != b"1":
-            assert time.monotonic() < deadline, client.hgetall(f"blissng:scan:{scan_id}:ack")
-            time.sleep(0.1)  # the writer is another process
-    finally:
-        client.close()
 
 
 def test_a_command_that_runs_out_of_memory_fails_and_the_server_goes_on(small: ServerProcess):

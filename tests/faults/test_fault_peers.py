@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from serverkit import ScanFollower, ServerProcess, assert_file_matches
+from serverkit import ScanFollower, ServerProcess, assert_file_matches, wait_written
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -90,7 +90,7 @@ def test_the_simulator_host_stopped_mid_scan(demo_server: ServerProcess) -> None
         _until(lambda: _monitor(client)["state"] == "running", "the monitor working again", 30)
         new_id = next(i for i in follower.scans if i != scan_id)
         follower.wait_closed(new_id)
-        _written(follower.url, new_id)
+        wait_written(follower.url, new_id)
         assert_file_matches(follower, new_id)
     _no_fatal_line(demo_server, start)
     print(f"simulator host stopped: the scan failed {detected:.2f} s after the stop")
@@ -150,20 +150,9 @@ def _failed_truthfully(client: Any, follower: ScanFollower, command: Any, scan_i
     closed = follower.wait_closed(scan_id)["states"][-1]
     assert closed["end_reason"] == "failed", closed
     assert closed["error"] in ended["error"], (closed, ended)
-    _written(follower.url, scan_id)
+    wait_written(follower.url, scan_id)
     assert_file_matches(follower, scan_id)
     return str(ended["error"])
-
-
-def _written(url: str, scan_id: str, timeout: float = 60.0) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        key = f"blissng:scan:{scan_id}:ack"
-        _until(lambda: client.hget(key, "written") == b"1", f"scan {scan_id} written", timeout)
-    finally:
-        client.close()
 
 
 # ---------------------------------------------------------------------------- clients
