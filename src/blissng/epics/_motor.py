@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import anyio
 from pydantic import Field
 
 from blissng.devices import (
@@ -227,11 +228,22 @@ class EpicsMotorController(AxisController):
                 pv.renew()
             if self._p(motion.axis).monitors:
                 self._monitor(record)
+                await self._until_live(record, self._p(motion.axis).timeout)
         before = record.dmov_updates
         await record["VAL"].put(float(motion.target_steps))
         if record.pushed.live and record.dmov_updates == before:
             # The record posts DMOV 0 then 1 for this put; until the 0 arrives, it moves.
             record.pushed.values["dmov"] = 0
+
+    @staticmethod
+    async def _until_live(record: _Record, timeout: float) -> None:
+        """Monitors subscribed again first deliver the values from before the move (DMOV 1):
+        the move starts once they are in, or the old 1 would end it at once (seen after an
+        IOC restart: the move to 0.2 returned at 0.011). Without them in ``timeout`` s the
+        record is read instead, as before."""
+        with anyio.move_on_after(timeout):
+            while not record.pushed.live:
+                await record.pushed.wait_change(timeout)
 
     async def wait_motion_update(self, axis: Axis) -> None:
         record = self.record(axis)
