@@ -149,8 +149,10 @@ async def test_a_lease_taken_while_its_holder_was_late_aborts_the_holder(redis_u
 
 
 async def test_a_lock_forced_open_from_another_process_aborts_its_holder(redis_urls):
-    alice_side = LockManager(redis_urls.settings, lease_time=0.4)
-    bob_side = LockManager(redis_urls.settings, lease_time=0.4)
+    # Alice's lease is short (her next renewal finds the lock forced); Bob's is not: a lease
+    # of 0.4 s gave his client 0.2 s to connect, which a loaded CI run once exceeded.
+    alice_side = LockManager(redis_urls.settings, lease_time=1.0)
+    bob_side = LockManager(redis_urls.settings, lease_time=5.0)
     with holding_as(ALICE), pytest.raises(LockLost, match="forced open"):
         async with alice_side.lock("m1"):
             assert await bob_side.force_unlock("m1", "stuck console")
